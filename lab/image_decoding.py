@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageDecodeError", "MAX_PIXELS", "decode_image", "find_images"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageDecodeError", "MAX_PIXELS", "decode_image", "decode_image_with_size", "find_images"]
 
 # A 40,000 x 40,000 image is beyond any photo and would need 4.8 GB as RGB.
 MAX_PIXELS = 178_956_970  # Pillow's own default bomb threshold (2 x 89.5 MP)
@@ -52,6 +52,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def decode_image(source, min_side: int | None = None) -> Image.Image:
     """Open an image file (or bytes, or a file object) as an upright RGB image.
 
+    See :func:`decode_image_with_size`, which also returns the full size.
+    """
+    return decode_image_with_size(source, min_side)[0]
+
+
+def decode_image_with_size(source, min_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Open an image file (or bytes, or a file object) as an upright RGB image.
+
     Parameters
     ----------
     source : str, path-like, bytes or binary file object
@@ -63,8 +71,11 @@ def decode_image(source, min_side: int | None = None) -> Image.Image:
 
     Returns
     -------
-    PIL.Image.Image
+    image : PIL.Image.Image
         Mode ``RGB``, EXIF orientation applied, first frame of an animation.
+    size : tuple of int
+        ``(width, height)`` of the upright image at full resolution (draft
+        mode may have decoded it smaller).
 
     Raises
     ------
@@ -91,6 +102,7 @@ def decode_image(source, min_side: int | None = None) -> Image.Image:
                 raise ImageDecodeError(
                     f"too many pixels ({image.width} x {image.height}); refusing a possible decompression bomb"
                 )
+            full_width, full_height = image.size
             if min_side and image.format == "JPEG":
                 scale = min(image.width, image.height) / float(min_side)
                 if scale >= 2:
@@ -98,10 +110,12 @@ def decode_image(source, min_side: int | None = None) -> Image.Image:
             image.seek(0)  # first frame of animations
             image.load()
             try:
-                image = ImageOps.exif_transpose(image)
+                upright = ImageOps.exif_transpose(image)
             except Exception:  # a broken EXIF block should not lose the picture
-                pass
-            return _to_rgb(image)
+                upright = image
+            if (upright.width > upright.height) != (image.width > image.height):
+                full_width, full_height = full_height, full_width
+            return _to_rgb(upright), (full_width, full_height)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -110,7 +124,7 @@ def decode_image(source, min_side: int | None = None) -> Image.Image:
         raise ImageDecodeError(f"too many pixels; refusing a possible decompression bomb ({err})") from None
     except OSError as err:
         message = str(err) or type(err).__name__
-        if "truncated" in message:
+        if "truncated" in message.lower():
             raise ImageDecodeError(f"truncated image: {message}") from None
         raise ImageDecodeError(f"corrupt image: {message}") from None
     except (ValueError, SyntaxError, EOFError, struct.error) as err:

@@ -53,9 +53,14 @@ KERAS_APP_SPECS = {
 
 def keras_weights_path(spec: KerasAppSpec) -> Path:
     """Where Keras caches (or would cache) this network's weights."""
-    from keras.src.backend import config
+    import os
 
-    return Path(config.keras_home()).expanduser() / "models" / spec.weights_filename
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        from keras.src.backend import config
+
+        home = config.keras_home()
+    return Path(home).expanduser() / "models" / spec.weights_filename
 
 
 def build_keras_application(spec: KerasAppSpec, weights: str | None):
@@ -93,7 +98,7 @@ def load_keras_application(spec: KerasAppSpec) -> Backbone:
         try:
             from keras.utils import get_file
 
-            get_file(spec.weights_filename, spec.weights_url, cache_subdir="models")
+            get_file(spec.weights_filename, spec.weights_url, cache_dir=str(path.parent.parent), cache_subdir="models")
         except Exception as err:  # any network failure: offline, proxy, DNS ...
             raise WeightsUnavailableError(
                 f"model '{spec.name}' needs the ImageNet weights file {spec.weights_filename}, "

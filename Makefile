@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   index sample photos that ship in installed packages, then search them
+#   make test   the whole test suite
+# Both create or refresh .venv/ through `make setup`, which is quick when nothing changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lab-installed
+DEMO_DIR ?= demo-collection
+
+.PHONY: setup demo test test-fast bench clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	# foolbox ships 20 labeled ImageNet photos used as test fixtures; its own
+	# dependencies (torch, jax, ...) are not needed for that.
+	$(BIN)/python -m pip install --quiet --no-deps foolbox==3.3.4
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python scripts/demo.py --folder $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+bench: setup
+	$(BIN)/python scripts/bench_extract.py
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

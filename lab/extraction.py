@@ -1,0 +1,129 @@
+"""Batched feature extraction that overlaps image decoding with the network.
+
+Worker threads read, hash and decode files (Pillow releases the GIL while
+decoding) while the main thread runs the network on the previous batch, so the
+CPU cores are busy with the network instead of waiting for JPEG decoding.
+Only a bounded window of decoded images is held at any time, so memory stays
+flat however many files there are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .image_decoding import ImageDecodeError, decode_image_with_size
+from .models.base import Backbone
+
+__all__ = ["DecodedImage", "ExtractedBatch", "decode_for_model", "extract_batches"]
+
+
+@dataclass
+class DecodedImage:
+    """One file after reading: its pixels ready for the network, or why not."""
+
+    path: Path
+    size: int = 0
+    mtime_ns: int = 0
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    pixels: np.ndarray | None = None  # (S, S, 3) uint8
+    error: str | None = None
+
+
+@dataclass
+class ExtractedBatch:
+    """The network's outputs for a batch of decoded images, in input order."""
+
+    images: list[DecodedImage]  # successfully decoded ones only
+    embeddings: np.ndarray  # (B, D) float32
+    class_probabilities: np.ndarray  # (B, 1000) float32
+    failures: list[DecodedImage]
+
+
+def decode_for_model(path: str | os.PathLike, backbone: Backbone) -> DecodedImage:
+    """Read, hash and decode one file into the backbone's input; never raises for bad files."""
+    path = Path(path)
+    record = DecodedImage(path=path)
+    try:
+        stat = path.stat()
+        record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
+        encoded = path.read_bytes()
+        record.sha256 = hashlib.sha256(encoded).hexdigest()
+        image, (record.width, record.height) = decode_image_with_size(encoded, min_side=backbone.image_size)
+        record.pixels = backbone.preprocess(image)
+    except ImageDecodeError as err:
+        record.error = str(err)
+    except OSError as err:
+        record.error = f"cannot read file: {err.strerror or err}"
+    except Exception as err:  # a decoder bug must not stop a long run
+        record.error = f"unexpected {type(err).__name__}: {err}"
+    return record
+
+
+def _decoded_in_order(paths: Iterable, backbone: Backbone, n_workers: int, window: int) -> Iterator[DecodedImage]:
+    """Decode with a thread pool, yielding in input order with at most ``window`` in flight."""
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lab-decode") as pool:
+        pending: deque = deque()
+        for path in paths:
+            pending.append(pool.submit(decode_for_model, path, backbone))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def extract_batches(
+    paths: Iterable[str | os.PathLike],
+    backbone: Backbone,
+    batch_size: int = 32,
+    n_workers: int | None = None,
+) -> Iterator[ExtractedBatch]:
+    """Yield the network's outputs batch by batch for a stream of image files.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Image files, in the order results are wanted.
+    backbone : Backbone
+        From :func:`lab.models.load_model`.
+    batch_size : int
+        Images per network call.
+    n_workers : int, optional
+        Decoding threads; default the number of CPU cores.
+
+    Yields
+    ------
+    ExtractedBatch
+        Each batch lists the images that decoded (with their outputs) and the
+        files that failed, with the reason.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    n_workers = n_workers or os.cpu_count() or 2
+    good: list[DecodedImage] = []
+    failed: list[DecodedImage] = []
+
+    def flush() -> ExtractedBatch:
+        pixels = np.stack([image.pixels for image in good]) if good else np.zeros((0, backbone.image_size, backbone.image_size, 3), np.uint8)
+        embeddings, probabilities = backbone.predict(pixels)
+        for image in good:
+            image.pixels = None  # release the decoded pixels now
+        return ExtractedBatch(list(good), embeddings, probabilities, list(failed))
+
+    for record in _decoded_in_order(paths, backbone, n_workers, window=2 * batch_size + n_workers):
+        (failed if record.error else good).append(record)
+        if len(good) == batch_size:
+            yield flush()
+            good.clear()
+            failed.clear()
+    if good or failed:
+        yield flush()

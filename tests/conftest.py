@@ -1,0 +1,94 @@
+"""Shared fixtures: a folder of real photos from installed packages, and a collection of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(os.environ.get("LAB_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_lab_home(tmp_path_factory):
+    """Converted weights go to a fresh folder: every run tests the conversion from scratch."""
+    home = tmp_path_factory.mktemp("lab_home")
+    previous = os.environ.get("LAB_HOME")
+    os.environ["LAB_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("LAB_HOME", None)
+    else:
+        os.environ["LAB_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """27 labeled photos shipped by scikit-image, scikit-learn and foolbox."""
+    from lab.sample_images import write_sample_folder
+
+    folder = tmp_path_factory.mktemp("photos")
+    write_sample_folder(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def messy_folder(tmp_path_factory, photo_folder) -> Path:
+    """The photos plus the broken files a real folder holds."""
+    folder = tmp_path_factory.mktemp("messy")
+    for path in photo_folder.iterdir():
+        shutil.copy(path, folder / path.name)
+    jpeg = (photo_folder / "cat__chelsea.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("these are my notes, not a picture")
+    (folder / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def photo_collection(tmp_path_factory, photo_folder):
+    """A collection of :func:`photo_folder`, built once per test session."""
+    from lab import Collection
+
+    col = Collection.open(tmp_path_factory.mktemp("collections") / "photos", create=True)
+    col.add(photo_folder, progress=False)
+    return col
+
+
+def varied_copies(photo_folder: Path, folder: Path, n: int) -> list[Path]:
+    """``n`` distinct real photos: crops and flips of the packaged ones (all different bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(photo_folder.glob("*.jpg"))
+    rng = np.random.default_rng(0)
+    written = []
+    for i in range(n):
+        with Image.open(sources[i % len(sources)]) as image:
+            image = image.convert("RGB")
+            w, h = image.size
+            left, top = int(rng.integers(0, w // 5)), int(rng.integers(0, h // 5))
+            image = image.crop((left, top, w - int(rng.integers(0, w // 5)), h - int(rng.integers(0, h // 5))))
+            if i % 2:
+                image = image.transpose(Image.FLIP_LEFT_RIGHT)
+            path = folder / f"{i:04d}.jpg"
+            image.save(path, quality=90)
+            written.append(path)
+    return written
+
+
+@pytest.fixture(scope="session")
+def caltech101(tmp_path_factory) -> Path:
+    """The shared Caltech-101 set, unpacked once; skipped where ../shared is absent."""
+    archive = SHARED_DATASETS / "caltech101.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"shared dataset not found: {archive}")
+    target = tmp_path_factory.mktemp("caltech")
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return next(p for p in target.iterdir() if p.is_dir())
