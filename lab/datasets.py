@@ -1,0 +1,59 @@
+"""The shared labeled datasets (Caltech-101, CIFAR-10) used by benchmarks and evaluations.
+
+They live in ``../shared/datasets/`` next to the project (or ``$LAB_SHARED_DATASETS``)
+and are never committed. Each tarball unpacks to one folder with ``images/``,
+``labels.csv`` (path, label, label_name[, split]) and ``README.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["DatasetMissingError", "shared_datasets_dir", "unpack_dataset", "read_labels"]
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The shared dataset folder or tarball is not on this machine."""
+
+
+def shared_datasets_dir() -> Path:
+    """``$LAB_SHARED_DATASETS`` or ``<project>/../shared/datasets``."""
+    if os.environ.get("LAB_SHARED_DATASETS"):
+        return Path(os.environ["LAB_SHARED_DATASETS"])
+    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def unpack_dataset(name: str, target: str | os.PathLike) -> Path:
+    """Unpack ``<name>.tar.gz`` into ``target`` (once) and return its folder.
+
+    Raises
+    ------
+    DatasetMissingError
+        If the tarball is absent, with where it was looked for.
+    """
+    archive = shared_datasets_dir() / f"{name}.tar.gz"
+    if not archive.exists():
+        raise DatasetMissingError(f"dataset {name!r} not found at {archive} (set LAB_SHARED_DATASETS to its folder)")
+    target = Path(target)
+    done = target / f".{name}.unpacked"
+    if not done.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        done.touch()
+    folders = [p for p in target.iterdir() if p.is_dir() and (p / "labels.csv").exists()]
+    if len(folders) != 1:
+        raise DatasetMissingError(f"{archive} did not unpack to one folder with labels.csv")
+    return folders[0]
+
+
+def read_labels(folder: str | os.PathLike) -> pd.DataFrame:
+    """``labels.csv`` with ``path`` made absolute."""
+    folder = Path(folder)
+    labels = pd.read_csv(folder / "labels.csv")
+    labels["path"] = [str((folder / p).resolve()) for p in labels["path"]]
+    return labels
