@@ -44,6 +44,74 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _print_results(frame, args) -> None:
+    if args.json:
+        _print_json({**{k: v for k, v in frame.attrs.items()}, "results": frame.to_dict(orient="records")})
+        return
+    if frame.attrs.get("message"):
+        print(frame.attrs["message"], file=sys.stderr)
+    for rank, row in enumerate(frame.itertuples(index=False), start=1):
+        print(f"{rank:>3}  {row.score:8.4f}  {row.path}  ({row.reason})")
+
+
+def _cmd_search(args) -> int:
+    from .collection import Collection
+
+    frame = Collection.open(args.collection).search(args.query, k=args.k, offset=args.offset)
+    _print_results(frame, args)
+    return 0
+
+
+def _row_or_path(value: str):
+    return int(value) if value.isdigit() else value
+
+
+def _cmd_similar(args) -> int:
+    from .collection import Collection
+
+    frame = Collection.open(args.collection).similar(_row_or_path(args.image), k=args.k, metric=args.metric, layer=args.layer)
+    _print_results(frame, args)
+    return 0
+
+
+def _cmd_judge(args) -> int:
+    from .collection import Collection
+
+    col = Collection.open(args.collection)
+    relevant = not args.not_relevant
+    ids = [col.judge(args.query, _row_or_path(image), relevant=relevant, user=args.user) for image in args.images]
+    if args.json:
+        _print_json({"query": args.query, "relevant": relevant, "judgment_ids": ids})
+    else:
+        print(f"recorded {len(ids)} judgment{'s' if len(ids) != 1 else ''} ({'relevant' if relevant else 'not relevant'}) for '{args.query}'")
+    return 0
+
+
+def _cmd_teach(args) -> int:
+    from .collection import Collection
+
+    col = Collection.open(args.collection)
+    ids = [col.teach(args.word, _row_or_path(image), user=args.user) for image in args.images]
+    if args.json:
+        _print_json({"word": args.word, "example_ids": ids})
+    else:
+        print(f"taught '{args.word}' with {len(ids)} example{'s' if len(ids) != 1 else ''}")
+    return 0
+
+
+def _cmd_terms(args) -> int:
+    from .collection import Collection
+
+    terms = Collection.open(args.collection).terms()
+    if args.json:
+        _print_json({"terms": terms.to_dict(orient="records")})
+    elif terms.empty:
+        print("no word has feedback yet")
+    else:
+        print(terms.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Search collections of unlabeled images.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
@@ -64,6 +132,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     command("info", _cmd_info, "show a collection's model, size and schema")
+
+    p = command("search", _cmd_search, "find images that show a word")
+    p.add_argument("query", help='a word or phrase, e.g. "dog", "sports car", "beach"')
+    p.add_argument("-k", type=int, default=20, help="results per page (default 20)")
+    p.add_argument("--offset", type=int, default=0, help="rank of the first result (paging)")
+
+    p = command("similar", _cmd_similar, "find images similar to an image (a row id or a path, inside the collection or not)")
+    p.add_argument("image", help="row id or image path")
+    p.add_argument("-k", type=int, default=20, help="number of results (default 20)")
+    p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean", "manhattan"])
+    p.add_argument("--layer", default="transfer", choices=["transfer", "output"], help="embeddings or class probabilities")
+
+    p = command("judge", _cmd_judge, "mark images relevant (or not) to a word")
+    p.add_argument("query")
+    p.add_argument("images", nargs="+", help="row ids or paths of images in the collection")
+    p.add_argument("--not-relevant", action="store_true", help="mark them not relevant")
+    p.add_argument("--user", default=None, help="who is judging")
+
+    p = command("teach", _cmd_teach, "teach a word with example images (inside the collection or not)")
+    p.add_argument("word")
+    p.add_argument("images", nargs="+", help="row ids or image paths")
+    p.add_argument("--user", default=None)
+
+    command("terms", _cmd_terms, "list the words that have feedback, with judgment counts")
     return parser
 
 
@@ -76,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError) as err:
+    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -262,6 +262,124 @@ class Collection:
         info.update(path=str(self.root), n_images=len(self), n_chunks=len(self._manifest["chunks"]))
         return info
 
+    # ----------------------------------------------------------------- search
+    def _engine(self):
+        if "engine" not in self._cache:
+            from .search import SearchEngine
+
+            self._cache["engine"] = SearchEngine(self)
+        return self._cache["engine"]
+
+    def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False) -> pd.DataFrame:
+        """Images that show ``query``, best first.
+
+        Parameters
+        ----------
+        query : str
+            An English noun or noun phrase ("dog", "sports car", "beach") or a
+            word taught through :meth:`judge` / :meth:`teach`.
+        k : int
+            Page size.
+        offset : int
+            Rank of the first row returned (for paging).
+        exclude_judged : bool
+            Leave out images already judged for this word.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``id``, ``path``, ``score``, ``prior`` (vocabulary),
+            ``learned`` (from feedback, NaN without), ``votes`` (net
+            relevance votes), ``reason``. ``frame.attrs`` holds ``term``,
+            ``kind`` ("imagenet", "related" or "unknown"), ``n_matches`` and
+            a ``message`` for the user when evidence is thin or absent.
+        """
+        return self._engine().search(query, k=k, offset=offset, exclude_judged=exclude_judged)
+
+    def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:
+        """The ``k`` images most similar to ``query`` (a reverse image query).
+
+        Parameters
+        ----------
+        query : int, path-like, bytes, PIL.Image, ndarray
+            A row id, an image path (inside the collection or not), encoded
+            image bytes, a PIL image, pixels (H, W, 3) uint8, or a 1-D feature
+            vector of the chosen layer. Outside images are not added.
+        metric : {"cosine", "euclidean", "manhattan"}
+        layer : {"transfer", "output"}
+            Embeddings or ImageNet class probabilities.
+
+        Returns
+        -------
+        DataFrame
+            ``id``, ``path``, ``score`` (higher is closer), ``distance``,
+            ``reason``; the query image itself is left out.
+        """
+        return self._engine().similar(query, k=k, metric=metric, layer=layer)
+
+    def _image_in_collection(self, image) -> tuple[int, str]:
+        if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
+            row = int(image)
+            if not 0 <= row < len(self):
+                raise IndexError(f"row id {row} is out of range: the collection has {len(self)} images")
+            return row, self.paths[row]
+        if isinstance(image, (str, os.PathLike)):
+            path = str(Path(image).expanduser().resolve())
+            matches = np.flatnonzero(self.images["path"].to_numpy() == path)
+            if len(matches):
+                return int(matches[0]), path
+            raise ValueError(f"{image} is not in the collection; index it first, or use teach() for an outside image")
+        raise TypeError(f"an image must be a row id or a path, got {type(image).__name__}")
+
+    def judge(self, query: str, image, relevant: bool = True, user: str | None = None) -> int:
+        """Record that ``image`` is (or is not) relevant to ``query``.
+
+        The judgment is durable when this returns, counts for every user and
+        session, and is used by the next :meth:`search` for the word. A user's
+        later judgment of the same image for the same word replaces their
+        earlier one.
+
+        Parameters
+        ----------
+        query : str
+        image : int or path-like
+            Row id or path of an image in the collection.
+        relevant : bool
+        user : str, optional
+            Who judged; each user's votes count once per image.
+
+        Returns
+        -------
+        int
+            The judgment's id.
+        """
+        engine = self._engine()
+        term = engine.resolve_term(query).term
+        row, path = self._image_in_collection(image)
+        sha = self.images["sha256"].iat[row]
+        return engine.feedback.add_judgment(term, sha, path, bool(relevant), user, np.asarray(self.embeddings[row], np.float32))
+
+    def teach(self, word: str, image, user: str | None = None) -> int:
+        """Give an example image of ``word`` (an inverse image query).
+
+        ``image`` may be inside the collection or outside it (path, bytes, PIL
+        image, pixels); outside images are not added to the collection.
+        Returns the example's id.
+        """
+        engine = self._engine()
+        term = engine.resolve_term(word).term
+        found = engine.query_image(image)
+        return engine.feedback.add_example(term, found.sha256, found.source, user, found.embedding)
+
+    def judgments(self, query: str | None = None) -> pd.DataFrame:
+        """Every judgment (of one word, if given): id, term, sha256, path, relevant, user, created."""
+        store = self._engine().feedback
+        return store.judgments(None if query is None else self._engine().resolve_term(query).term)
+
+    def terms(self) -> pd.DataFrame:
+        """Words with feedback, with counts: judgments, relevant, not_relevant, examples, users, last_change."""
+        return self._engine().feedback.terms()
+
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
     def _writer_lock(self):

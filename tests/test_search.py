@@ -1,0 +1,210 @@
+"""Keyword search, query by example, feedback and ranking on a real photo collection."""
+
+import multiprocessing
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lab import Collection
+from lab.neighbors import NeighborIndex
+from lab.sample_images import label_of
+
+
+@pytest.fixture()
+def col(tmp_path, photo_collection):
+    """A private copy of the session collection, so feedback does not leak between tests."""
+    shutil.copytree(photo_collection.root, tmp_path / "col")
+    return Collection.open(tmp_path / "col")
+
+
+def labels_of(col, frame):
+    return [label_of(p) for p in frame["path"]]
+
+
+def test_keyword_search_finds_the_cat_first(col):
+    result = col.search("cat", k=5)
+    assert list(result.columns[:3]) == ["id", "path", "score"]
+    assert labels_of(col, result)[0] == "cat"
+    assert "cat" in result["reason"].iloc[0]
+    assert result["score"].is_monotonic_decreasing
+    assert result.attrs["kind"] == "imagenet"
+
+
+def test_hypernym_query_finds_the_dogs(col):
+    result = col.search("dogs", k=5)
+    # foolbox photos 243 (bull mastiff) and 251 (dalmatian) are the only dogs
+    assert set(labels_of(col, result)[:2]) == {"imagenet243", "imagenet251"}
+
+
+def test_vehicle_finds_cars_and_the_motorcycle(col):
+    top = labels_of(col, col.search("vehicle", k=4))
+    assert {"imagenet609", "motorcycle"} <= set(top)
+
+
+def test_no_evidence_says_so_instead_of_listing_storage_order(col):
+    result = col.search("garfield")
+    assert len(result) == 0
+    assert "no evidence" in result.attrs["message"] and "teach" in result.attrs["message"]
+    # a known word with few matching images lists only those
+    cats = col.search("cat", k=20)
+    assert len(cats) < 5 and cats.attrs["n_matches"] == len(cats)
+
+
+@pytest.mark.parametrize("query", ["", "   ", "123", "!!!"])
+def test_empty_or_garbage_query_is_a_clear_error(col, query):
+    with pytest.raises(ValueError, match="query"):
+        col.search(query)
+
+
+def test_judged_relevant_comes_first_and_irrelevant_never_shows(col):
+    temple = [p for p in col.paths if label_of(p) == "temple"][0]
+    coffee = [p for p in col.paths if label_of(p) == "coffee"][0]
+    col.judge("cat", temple, relevant=True, user="ann")
+    col.judge("cat", coffee, relevant=False, user="ann")
+    result = col.search("cat", k=10)
+    assert result["path"].iloc[0] == temple
+    assert result["votes"].iloc[0] == 1
+    assert coffee not in set(result["path"])
+    # net votes across users: bob disagrees, ann's vote and bob's cancel
+    col.judge("cat", temple, relevant=False, user="bob")
+    assert col.search("cat", k=10)["path"].iloc[0] != temple
+
+
+def test_a_users_later_judgment_replaces_the_earlier(col):
+    cat = [p for p in col.paths if label_of(p) == "cat"][0]
+    col.judge("kitty", cat, relevant=False, user="ann")
+    col.judge("kitty", cat, relevant=True, user="ann")
+    votes = col._engine().feedback.votes("kitty")
+    assert votes["net"].tolist() == [1]
+    assert len(col.judgments("kitty")) == 2
+
+
+def test_feedback_survives_reopening_and_counts_for_everyone(col):
+    flower = [p for p in col.paths if label_of(p) == "flower"][0]
+    col.judge("blossom", flower, relevant=True, user="ann")
+    reopened = Collection.open(col.root)
+    result = reopened.search("blossom", k=3)
+    assert result["path"].iloc[0] == flower
+    assert "judged relevant" in result["reason"].iloc[0]
+    terms = reopened.terms().set_index("term")
+    assert terms.loc["blossom", "judgments"] == 1 and terms.loc["blossom", "relevant"] == 1
+
+
+def test_teaching_an_unknown_word_with_an_outside_image(col, tmp_path):
+    from skimage import data
+
+    outside = tmp_path / "my_cat.png"
+    Image.fromarray(data.cat()).save(outside)  # the same cat, a different file, not in the collection
+    assert len(col.search("chelsea")) == 0
+    col.teach("chelsea", outside)
+    result = col.search("chelsea", k=3)
+    assert labels_of(col, result)[0] == "cat"
+    assert "learned from" in result["reason"].iloc[0]
+    assert str(outside) not in col.paths and len(col) == 27  # not added
+
+
+def test_learned_words_apply_to_images_added_later(tmp_path, photo_folder):
+    from .conftest import varied_copies
+
+    col = Collection.open(tmp_path / "c", create=True)
+    cats_first = [p for p in photo_folder.iterdir() if label_of(p) != "coffee"]
+    col.add(cats_first, progress=False)
+    col.teach("my mug", photo_folder / "coffee__coffee.jpg")
+    col.add(photo_folder, progress=False)  # now the coffee photo itself arrives
+    top = col.search("my mug", k=1)
+    assert label_of(top["path"].iloc[0]) == "coffee"
+
+
+def _judge_many(args):
+    root, user, rows = args
+    col = Collection.open(root)
+    for row in rows:
+        col.judge("parallel", row, relevant=row % 2 == 0, user=user)
+    return len(rows)
+
+
+def test_two_writer_processes_lose_no_judgment(col):
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        done = pool.map(_judge_many, [(str(col.root), "a", list(range(0, 27))), (str(col.root), "b", list(range(0, 27)))])
+    assert sum(done) == 54
+    judgments = col.judgments("parallel")
+    assert len(judgments) == 54 and judgments.groupby("user").size().to_dict() == {"a": 27, "b": 27}
+
+
+def test_similar_by_row_path_bytes_pil_and_pixels(col, photo_folder):
+    cat_path = str(photo_folder / "cat__chelsea.jpg")
+    cat_row = col.paths.index(cat_path)
+    by_row = col.similar(cat_row, k=5)
+    assert cat_row not in set(by_row["id"])  # the query itself is left out
+    assert (np.diff(by_row["distance"]) >= -1e-6).all()
+    by_path = col.similar(cat_path, k=5)
+    assert by_path["id"].tolist() == by_row["id"].tolist()
+    encoded = (photo_folder / "cat__chelsea.jpg").read_bytes()
+    from_bytes = col.similar(encoded, k=5)
+    # an outside copy of the cat finds the cat itself at distance ~0
+    assert from_bytes["id"].iloc[0] == cat_row and from_bytes["distance"].iloc[0] < 1e-2
+    with Image.open(photo_folder / "cat__chelsea.jpg") as image:
+        assert col.similar(image, k=1)["id"].iloc[0] == cat_row
+        assert col.similar(np.asarray(image), k=1)["id"].iloc[0] == cat_row
+    assert len(col) == 27
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "manhattan"])
+@pytest.mark.parametrize("layer", ["transfer", "output"])
+def test_each_metric_matches_scikit_learn(col, metric, layer):
+    from sklearn.metrics import pairwise_distances
+
+    vectors = np.asarray(col.embeddings if layer == "transfer" else col.class_probabilities, np.float32)
+    result = col.similar(3, k=26, metric=metric, layer=layer)
+    expected = pairwise_distances(vectors[3:4], vectors, metric=metric)[0]
+    np.testing.assert_allclose(result["distance"], expected[result["id"]], rtol=1e-4, atol=1e-4)
+    order = [i for i in np.argsort(expected, kind="stable") if i != 3]
+    np.testing.assert_allclose(np.sort(expected[order]), result["distance"], rtol=1e-4, atol=1e-4)
+
+
+def test_approximate_index_recall_against_exact():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(50, 64)).astype(np.float32)
+    vectors = centers[rng.integers(0, 50, 20_000)] + 0.3 * rng.normal(size=(20_000, 64)).astype(np.float32)
+    queries = vectors[rng.choice(20_000, 200, replace=False)] + 0.05
+    exact = NeighborIndex("cosine", algorithm="exact").fit(vectors).kneighbors(queries, 10)[1]
+    approx_index = NeighborIndex("cosine", algorithm="ivf").fit(vectors)
+    approx = approx_index.kneighbors(queries, 10)[1]
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+    assert approx_index.algorithm_ == "ivf" and recall >= 0.99
+
+
+def test_bad_input_to_similar(col, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        col.similar(tmp_path / "nope.jpg")
+    with pytest.raises(IndexError):
+        col.similar(10_000)
+    with pytest.raises(ValueError, match="1280"):
+        col.similar(np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match="metric"):
+        col.similar(0, metric="hamming")
+    with pytest.raises(ValueError, match="layer"):
+        col.similar(0, layer="pool5")
+    with pytest.raises(ValueError, match="cannot use"):
+        col.similar(b"not an image")
+    with pytest.raises(ValueError, match="not in the collection"):
+        col.judge("cat", tmp_path / "elsewhere.jpg")
+
+
+def test_empty_collection(tmp_path):
+    empty = Collection.open(tmp_path / "empty", create=True)
+    assert len(empty.search("dog")) == 0 and "empty" in empty.search("dog").attrs["message"]
+    with pytest.raises(ValueError, match="empty"):
+        empty.similar(np.zeros(1280, np.float32))
+
+
+def test_judgments_are_a_dataframe(col):
+    col.judge("cat", 0, relevant=True, user="ann")
+    frame = col.judgments()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["id", "term", "sha256", "path", "relevant", "user", "created"]
+    assert frame["relevant"].dtype == bool
