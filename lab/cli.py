@@ -112,6 +112,19 @@ def _cmd_terms(args) -> int:
     return 0
 
 
+def _cmd_panel(args) -> int:
+    from .panel import serve
+
+    process = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open)
+    print(f"serving the search panel at http://{args.ip}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Search collections of unlabeled images.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
@@ -156,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default=None)
 
     command("terms", _cmd_terms, "list the words that have feedback, with judgment counts")
+
+    p = command("panel", _cmd_panel, "serve the search panel as a web page (Voila)")
+    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--open", action="store_true", help="open a browser")
     return parser
 
 

@@ -486,6 +486,28 @@ class Collection:
             report.total = len(self)
         return report
 
+    def add_features(self, images: pd.DataFrame, embeddings: np.ndarray, class_probabilities: np.ndarray) -> None:
+        """Append rows whose features were computed elsewhere (another machine, a distributed worker).
+
+        Parameters
+        ----------
+        images : DataFrame
+            Columns path, size, mtime_ns, sha256, width, height.
+        embeddings : ndarray (n, embedding_size)
+        class_probabilities : ndarray (n, 1000)
+            Made by this collection's model; the caller vouches for that.
+        """
+        missing = set(IMAGE_COLUMNS) - set(images.columns)
+        if missing:
+            raise ValueError(f"images lacks columns {sorted(missing)}")
+        expected = (self._manifest["embedding_size"], self._manifest["n_classes"])
+        if np.shape(embeddings)[1:] != expected[:1] or np.shape(class_probabilities)[1:] != expected[1:]:
+            raise ValueError(f"features must have shapes (n, {expected[0]}) and (n, {expected[1]})")
+        with self._writer_lock():
+            n_before = len(self._manifest["chunks"])
+            self._append_chunk(images.reset_index(drop=True), embeddings, class_probabilities)
+            self._compact(n_before)
+
     def _hash_files(self, paths: list[Path], n_workers: int | None) -> list[str | None]:
         def safe_hash(path):
             try:
