@@ -57,3 +57,23 @@ def read_labels(folder: str | os.PathLike) -> pd.DataFrame:
     labels = pd.read_csv(folder / "labels.csv")
     labels["path"] = [str((folder / p).resolve()) for p in labels["path"]]
     return labels
+
+
+def folder_labels(images_folder: str | os.PathLike) -> "pd.Series | None":
+    """Ground-truth labels for a folder, by absolute path, where the folder has any.
+
+    ``labels.csv`` (columns path, label_name) in the folder or its parent, as in
+    the shared datasets; otherwise the sample-photo naming ``<label>__<name>``
+    (see :mod:`lab.sample_images`); otherwise None (an unlabeled collection).
+    """
+    folder = Path(images_folder).resolve()
+    for candidate in (folder, folder.parent):
+        if (candidate / "labels.csv").exists():
+            labels = read_labels(candidate)
+            return labels.set_index("path")["label_name"]
+    files = [p for p in folder.rglob("*") if p.is_file() and "__" in p.stem]
+    if files:
+        from .sample_images import label_of
+
+        return pd.Series({str(p): label_of(p) for p in files}, name="label_name")
+    return None

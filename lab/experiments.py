@@ -218,3 +218,25 @@ def query_by_example_table(
     table = pd.DataFrame(rows)
     table.attrs["n_queries"] = len(queries)
     return table
+
+
+def compare_models(images_folder, collection_base, models, labels: pd.Series, n_queries: int = 1000, progress: bool = True) -> pd.DataFrame:
+    """The query-by-example table for several backbones, each indexed into ``<collection_base>-<model>``.
+
+    Models whose weights are not on this machine are reported and skipped.
+    """
+    from .collection import Collection
+    from .models import WeightsUnavailableError
+
+    tables = []
+    for model in models:
+        try:
+            col = Collection.open(f"{collection_base}-{model}", create=True, model=model)
+            col.add(images_folder, progress=progress)
+        except WeightsUnavailableError as err:
+            print(f"skipped {model}: {err}")
+            continue
+        table = query_by_example_table(col, labels, n_queries=n_queries, approximate=False)
+        table.insert(0, "model", model)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -76,6 +76,9 @@ def bench_batch_of_one(backbone, files) -> float:
 
 
 def bench_end_to_end(files, workdir: Path, sample_memory: bool) -> tuple[float, float, list]:
+    import shutil
+
+    shutil.rmtree(workdir / "bench.lab", ignore_errors=True)  # always from scratch: a reused one would resume
     col = Collection.open(workdir / "bench.lab", create=True)
     col.backbone  # load before timing
     samples, stop = [], threading.Event()
