@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lab-installed
 DEMO_DIR ?= demo-collection
 
-.PHONY: setup demo test test-fast bench clean-demo
+.PHONY: setup demo test test-fast bench clean-demo browser-deps
 
 setup: $(STAMP)
 
@@ -26,8 +26,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 demo: setup
 	$(BIN)/python scripts/demo.py --folder $(DEMO_DIR)
 
-test: setup
+test: setup browser-deps
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's Chromium. Install it when missing and we can
+# (root with apt-get); otherwise that one test skips and says why.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser"

@@ -66,14 +66,14 @@ class _Card:
         self.panel, self.slot, self.row = panel, slot, None
         self.image = w.Image(format="jpeg", layout=w.Layout(width=f"{size}px", height=f"{size}px", object_fit="contain"))
         self.caption = w.HTML(layout=w.Layout(width=f"{size + 20}px"))
-        self.relevant = w.Button(description="relevant", icon="check", layout=w.Layout(width="50%"), tooltip="this image shows the word")
-        self.not_relevant = w.Button(description="not", icon="times", layout=w.Layout(width="50%"), tooltip="this image does not show the word")
+        self.relevant = w.Button(description="yes", icon="check", layout=w.Layout(width="50%"), tooltip="this image shows the word")
+        self.not_relevant = w.Button(description="no", icon="times", layout=w.Layout(width="50%"), tooltip="this image does not show the word")
         self.select = w.Checkbox(description="select", indent=False)
         self.relevant.add_class("lab-relevant")
         self.not_relevant.add_class("lab-not-relevant")
         self.select.add_class("lab-select")
-        self.relevant.on_click(lambda _: panel.judge_slot(slot, True))
-        self.not_relevant.on_click(lambda _: panel.judge_slot(slot, False))
+        self.relevant.on_click(panel._safely(lambda _: panel.judge_slot(slot, True)))
+        self.not_relevant.on_click(panel._safely(lambda _: panel.judge_slot(slot, False)))
         self.judge_row = w.HBox([self.relevant, self.not_relevant], layout=w.Layout(width=f"{size + 20}px"))
         self.box = w.VBox([self.image, self.caption, self.judge_row, self.select], layout=w.Layout(border="1px solid #ddd", padding="4px", display="none"))
         self.box.add_class("lab-result")
@@ -138,35 +138,56 @@ class SearchPanel:
         self.status = w.HTML()
         self.progress = w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="200px", visibility="hidden"))
         self.terms_view = w.HTML()
+        self.serial = w.HTML("0", layout=w.Layout(display="none"))  # bumps when results change (for browser tests)
         for widget, name in [
             (self.query_box, "lab-query"), (self.search_button, "lab-search"), (self.upload, "lab-upload"),
             (self.more_like, "lab-more-like"), (self.teach_word, "lab-teach-word"), (self.teach_button, "lab-teach"),
-            (self.previous, "lab-previous"), (self.next, "lab-next"), (self.status, "lab-status"), (self.terms_view, "lab-terms"),
+            (self.previous, "lab-previous"), (self.next, "lab-next"), (self.status, "lab-status"), (self.serial, "lab-serial"), (self.terms_view, "lab-terms"),
         ]:
             widget.add_class(name)
 
         self.cards = [_Card(self, slot, thumbnail_size) for slot in range(page_size)]
         self.grid = w.GridBox([c.box for c in self.cards], layout=w.Layout(grid_template_columns=f"repeat(auto-fill, {thumbnail_size + 32}px)", grid_gap="6px"))
 
-        self.search_button.on_click(lambda _: self.run_search(self.query_box.value))
+        # Enter (or leaving the box) and the Search button both search; a click right
+        # after the box's own change would repeat the same search, so it is skipped.
+        self._box_search = (None, 0.0)
+        safe = self._safely
+        self.search_button.on_click(safe(lambda _: self._search_from_ui(self.query_box.value, from_button=True), searching=True))
         self.query_box.continuous_update = False
-        self.query_box.observe(lambda change: self.run_search(change["new"]) if change["new"] else None, names="value")
-        self.upload.observe(self._on_upload, names="value")
-        self.more_like.on_click(lambda _: self.more_like_selected())
-        self.teach_button.on_click(lambda _: self.teach_selected(self.teach_word.value))
-        self.previous.on_click(lambda _: self.show_page(self.page - 1))
-        self.next.on_click(lambda _: self.show_page(self.page + 1))
+        self.query_box.observe(safe(lambda change: self._search_from_ui(change["new"], from_button=False), searching=True), names="value")
+        self.upload.observe(safe(self._on_upload), names="value")
+        self.more_like.on_click(safe(lambda _: self.more_like_selected()))
+        self.teach_button.on_click(safe(lambda _: self.teach_selected(self.teach_word.value)))
+        self.previous.on_click(safe(lambda _: self.show_page(self.page - 1)))
+        self.next.on_click(safe(lambda _: self.show_page(self.page + 1)))
 
         header = w.HTML(f"<h3 style='margin:4px 0'>lab &middot; {html.escape(str(collection.root.name))} &middot; {len(collection):,} images</h3>")
         controls = w.HBox([self.query_box, self.search_button, self.upload, self.metric, self.layer])
         actions = w.HBox([self.more_like, self.teach_word, self.teach_button, self.previous, self.page_label, self.next])
-        main = w.VBox([header, controls, w.HBox([self.status, self.progress]), self.grid, actions])
+        main = w.VBox([header, controls, w.HBox([self.status, self.progress, self.serial]), self.grid, actions])
         side = w.VBox([w.HTML("<b>Learned words</b>"), self.terms_view], layout=w.Layout(width="260px", margin="0 0 0 12px"))
         self.widget = w.HBox([main, side])
         self.widget.add_class("lab-panel")
         self.refresh_terms()
 
     # ---------------------------------------------------------------- actions
+    def _safely(self, callback, searching: bool = False):
+        """Wrap a widget callback: an unexpected error shows in the status line instead of vanishing."""
+
+        def wrapped(*args):
+            if not searching:
+                self._box_search = (None, 0.0)  # any other action ends a type-then-click pair
+            try:
+                callback(*args)
+            except Exception as err:  # a UI callback must never fail silently
+                import traceback
+
+                traceback.print_exc()
+                self._say(f"error: {type(err).__name__}: {err}", error=True)
+
+        return wrapped
+
     def _busy(self, text: str) -> None:
         self.status.value = f"<i>{html.escape(text)}</i>"
         self.progress.layout.visibility = "visible"
@@ -175,6 +196,21 @@ class SearchPanel:
         colour = "#b00" if error else "#333"
         self.status.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
         self.progress.layout.visibility = "hidden"
+
+    def _search_from_ui(self, query: str, from_button: bool) -> None:
+        import time
+
+        # Typing a word then clicking Search sends two events (the box's change on
+        # blur, then the click): the click right after the box's own search is skipped.
+        box_query, when = self._box_search
+        self._box_search = (None, 0.0)
+        if not query:
+            return
+        if from_button and query == box_query and time.monotonic() - when < 1.0:
+            return
+        if not from_button:
+            self._box_search = (query, time.monotonic())
+        self.run_search(query)
 
     def run_search(self, query: str) -> pd.DataFrame:
         """Keyword search; shows the first page."""
@@ -235,6 +271,7 @@ class SearchPanel:
         self.previous.disabled = self.page == 0
         self.next.disabled = self.page >= n_pages - 1
         self._say(self._message)
+        self.serial.value = str(int(self.serial.value) + 1)  # last: the page is complete
 
     def judge_slot(self, slot: int, relevant: bool) -> None:
         """What a card's relevant / not buttons do."""

@@ -73,15 +73,21 @@ def open_panel(browser, url: str, timeout_ms: int = 120_000):
     return page
 
 
+def serial(page) -> str:
+    """The panel's results counter (a hidden widget bumped whenever the results change)."""
+    return page.evaluate("() => document.querySelector('.lab-serial').innerText")
+
+
+def wait_for_new_results(page, before: str, timeout_ms: int = 60_000) -> None:
+    page.wait_for_function("(b) => document.querySelector('.lab-serial').innerText !== b", arg=before, timeout=timeout_ms)
+
+
 def search(page, word: str, timeout_ms: int = 60_000) -> list[str]:
-    """Type a word, press Search, wait for thumbnails; returns the shown file names in rank order."""
-    box = page.locator(".lab-query input")
-    box.fill(word)
+    """Type a word, press Search, wait for the new results; returns the shown file names in rank order."""
+    before = serial(page)
+    page.locator(".lab-query input").fill(word)
     page.locator(".lab-search").click()
-    page.wait_for_function(
-        "(w) => document.querySelector('.lab-status') && document.querySelector('.lab-status').innerText.includes(w)",
-        arg=word, timeout=timeout_ms,
-    )
+    wait_for_new_results(page, before, timeout_ms)
     page.wait_for_selector(".lab-result img", state="visible", timeout=timeout_ms)
     return shown_files(page)
 
