@@ -18,7 +18,7 @@ from .extraction import extract_batches
 from .image_decoding import find_images
 from .models import load_model
 
-__all__ = ["compute_neighbors", "export_features", "load_features"]
+__all__ = ["compute_neighbors", "export_features", "export_features_cli", "load_features"]
 
 
 def export_features(image_path, output_path, layer: str, model: str | None = None, batch_size: int = 32) -> dict:
@@ -105,3 +105,19 @@ def compute_neighbors(features_path, output_dir, metric: str, n_neighbors: int, 
     if names.exists() and names.resolve() != (out / "image_names.csv").resolve():
         (out / "image_names.csv").write_bytes(names.read_bytes())
     return {"n_images": len(features), "metric": metric, "n_neighbors": n_neighbors, "output_dir": str(out)}
+
+
+def export_features_cli(layer: str, description: str) -> None:
+    """Command line of get_inception_output.py / get_transfer_layer.py: ``image_path output_path [--model]``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("image_path", help="an image file or a folder of images")
+    parser.add_argument("output_path", help="output folder")
+    parser.add_argument("--model", default=None, help="backbone (default efficientnet-lite0)")
+    args = parser.parse_args()
+    result = export_features(args.image_path, args.output_path, layer=layer, model=args.model)
+    for item in result["failed"]:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    print(f"wrote {result['written']} rows to {result['array']}")

@@ -30,16 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab import Collection, load_model  # noqa: E402
+from lab.benchmarking import rss_mb  # noqa: E402
 from lab.datasets import read_labels, unpack_dataset  # noqa: E402
 from lab.image_decoding import decode_image  # noqa: E402
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def bench_network(backbone, files, batch_size=32) -> float:

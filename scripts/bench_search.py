@@ -13,10 +13,8 @@ approximate index against exact search, and resident memory; writes
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,26 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
+from lab.benchmarking import median_ms, rss_mb  # noqa: E402
 from lab.datasets import unpack_dataset  # noqa: E402
 from lab.neighbors import NeighborIndex  # noqa: E402
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def median_ms(function, repeats: int) -> float:
-    function()  # warm-up (caches, index build)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def synthetic_collection(source: Collection, target: Path, n: int) -> Collection:

@@ -208,3 +208,25 @@ def test_judgments_are_a_dataframe(col):
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == ["id", "term", "sha256", "path", "relevant", "user", "created"]
     assert frame["relevant"].dtype == bool
+
+
+def test_large_collection_scoring_space_gives_the_same_top_result(col, monkeypatch, photo_folder):
+    """Above PCA_THRESHOLD images, word models score PCA-reduced vectors: same answer here."""
+    import lab.search as search
+
+    col.teach("chelsea", photo_folder / "cat__chelsea.jpg")
+    full = col.search("chelsea", k=3)["path"].tolist()
+    monkeypatch.setattr(search, "PCA_THRESHOLD", 10)
+    monkeypatch.setattr(search, "PCA_DIMENSIONS", 16)
+    reduced_col = Collection.open(col.root)
+    vectors, projection = reduced_col._engine().scoring_space()
+    assert projection is not None and vectors.shape == (27, 16)
+    assert reduced_col.search("chelsea", k=3)["path"].iloc[0] == full[0]
+
+
+def test_prior_is_the_probability_mass_on_the_words_classes(col):
+    result = col.search("cat", k=1)
+    row = int(result["id"].iloc[0])
+    classes = col._engine().resolve_term("cat").classes
+    exact = float(np.asarray(col.class_probabilities[row], np.float32)[classes].sum())
+    assert abs(result["prior"].iloc[0] - exact) < 0.01  # only entries under 0.1% are dropped

@@ -1,0 +1,30 @@
+"""Small helpers shared by the benchmark scripts: resident memory and median timings."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def median_ms(function: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``function()`` in milliseconds, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

@@ -1,0 +1,70 @@
+"""The search panel's actions, driven from Python (the browser test covers the served page)."""
+
+import shutil
+
+import pytest
+
+from lab import Collection
+from lab.panel import SearchPanel
+from lab.sample_images import label_of
+
+
+@pytest.fixture()
+def panel(tmp_path, photo_collection):
+    shutil.copytree(photo_collection.root, tmp_path / "col")
+    return SearchPanel(Collection.open(tmp_path / "col"), page_size=4, user="tester")
+
+
+def shown(panel):
+    return [panel.collection.paths[c.row] for c in panel.cards if c.row is not None]
+
+
+def test_search_fills_the_cards_and_pages(panel):
+    results = panel.run_search("vehicle")
+    assert len(results) > 4
+    assert shown(panel) == results["path"].tolist()[:4]
+    assert panel.page_label.value.strip().startswith("&nbsp;page 1 /")
+    panel.show_page(1)
+    assert shown(panel) == results["path"].tolist()[4:8]
+    assert not panel.previous.disabled
+
+
+def test_rating_buttons_record_judgments_for_the_session_user(panel):
+    panel.run_search("vehicle")
+    panel.judge_slot(1, True)
+    panel.judge_slot(2, False)
+    judgments = panel.collection.judgments("vehicle")
+    assert judgments["relevant"].tolist() == [True, False] and set(judgments["user"]) == {"tester"}
+    assert "vehicle" in panel.terms_view.value
+
+
+def test_more_like_selected_and_teach_selected(panel):
+    panel.run_search("vehicle")
+    cars = [c for c in panel.cards if c.row is not None and label_of(panel.collection.paths[c.row]) == "imagenet609"]
+    for card in cars:
+        card.select.value = True
+    selected = {c.row for c in cars}
+    assert len(selected) == 2
+    similar = panel.more_like_selected()
+    assert len(similar) and not set(similar["id"]) & selected
+    assert label_of(similar["path"].iloc[0]) in {"motorcycle", "imagenet630"}  # another vehicle (630: Model T)
+    panel.run_search("vehicle")
+    for card in panel.cards[:2]:
+        card.select.value = True
+    assert panel.teach_selected("my ride") == 2
+    assert panel.collection.terms().set_index("term").loc["my ride", "examples"] == 2
+
+
+def test_errors_show_in_the_status_line(panel):
+    panel.run_search("   ")
+    assert "empty" in panel.status.value
+    assert panel.teach_selected("word") == 0 and "select" in panel.status.value
+    panel.run_similar(b"not an image")
+    assert "cannot use" in panel.status.value
+
+
+def test_upload_runs_a_reverse_image_query(panel, photo_folder):
+    data = (photo_folder / "coffee__coffee.jpg").read_bytes()
+    panel._on_upload({"new": ({"name": "coffee.jpg", "content": memoryview(data)},)})
+    assert label_of(shown(panel)[0]) == "coffee"
+    assert panel.term is None and all(c.relevant.disabled for c in panel.cards if c.row is not None)
