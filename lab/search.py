@@ -267,6 +267,21 @@ class SearchEngine:
         self._models[term] = (key, result)
         return result
 
+    def similarity_to(self, examples: np.ndarray, limit: int = 32) -> np.ndarray:
+        """How much each image stands out as like its closest of ``examples`` (the last ``limit``), in (0, 1)."""
+        vectors, projection = self.scoring_space()
+        directions = unit_rows(examples[-limit:])
+        if projection is not None:
+            directions = directions @ projection[0]
+        return self._calibrate((vectors @ directions.T).max(axis=1))
+
+    @staticmethod
+    def _calibrate(decision: np.ndarray) -> np.ndarray:
+        center = np.median(decision)
+        spread = 1.4826 * np.median(np.abs(decision - center)) + 1e-6
+        z = (decision - center) / spread
+        return 1.0 / (1.0 + np.exp(-(z - CALIBRATION_Z)))
+
     def learned_scores(self, model: TermClassifier, exclude: np.ndarray | None = None) -> np.ndarray:
         """The learned model's scores in (0, 1) over the collection.
 
@@ -288,10 +303,7 @@ class SearchEngine:
                 ranked[exclude] = -np.inf
             top = np.argpartition(-ranked, N_EXPANSION)[:N_EXPANSION]
             decision = vectors @ (direction + EXPANSION_WEIGHT * vectors[top].mean(axis=0))
-        center = np.median(decision)
-        spread = 1.4826 * np.median(np.abs(decision - center)) + 1e-6
-        z = (decision - center) / spread
-        return 1.0 / (1.0 + np.exp(-(z - CALIBRATION_Z)))
+        return self._calibrate(decision)
 
     def _net_votes(self, votes: pd.DataFrame, judged: bool = False) -> np.ndarray:
         """Net votes per collection row (or 1 for every judged row); images judged under any path count."""
@@ -317,6 +329,9 @@ class SearchEngine:
             learned = self.learned_scores(model, exclude=np.flatnonzero(self._net_votes(votes) < 0))
             weight = n_positive / (n_positive + PRIOR_STRENGTH[resolution.kind])
             score = (1.0 - weight) * prior + weight * learned
+        elif (votes["net"] < 0).any() and n:
+            # only "not relevant" so far: keep the prior, but push down images like the rejected ones
+            score = prior * (1.0 - self.similarity_to(np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list())))
         else:
             score = prior.copy()
         net = self._net_votes(votes)

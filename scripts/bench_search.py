@@ -30,6 +30,9 @@ from lab.neighbors import NeighborIndex  # noqa: E402
 
 
 def synthetic_collection(source: Collection, target: Path, n: int) -> Collection:
+    import shutil
+
+    shutil.rmtree(target, ignore_errors=True)  # always from scratch
     rng = np.random.default_rng(0)
     col = Collection.open(target, create=True)
     step = 50_000

@@ -230,3 +230,19 @@ def test_prior_is_the_probability_mass_on_the_words_classes(col):
     classes = col._engine().resolve_term("cat").classes
     exact = float(np.asarray(col.class_probabilities[row], np.float32)[classes].sum())
     assert abs(result["prior"].iloc[0] - exact) < 0.01  # only entries under 0.1% are dropped
+
+
+def test_rejections_alone_push_down_images_like_them(col):
+    """With only "not relevant" judgments, images that look like the rejected ones sink."""
+    before = col.search("vehicle", k=10)
+    cars = [p for p in before["path"] if label_of(p) == "imagenet609"]
+    assert len(cars) == 2
+    col.judge("vehicle", cars[0], relevant=False)
+    after = col.search("vehicle", k=10)
+    assert cars[0] not in set(after["path"])
+    # the other car, never judged, lost score because it looks like the rejected one
+    old = before.set_index("path").loc[cars[1], "score"]
+    new = after.set_index("path").loc[cars[1], "score"]
+    assert new < 0.5 * old
+    motorcycle = [p for p in before["path"] if label_of(p) == "motorcycle"][0]
+    assert after.set_index("path").loc[motorcycle, "score"] > 0.5 * before.set_index("path").loc[motorcycle, "score"]
