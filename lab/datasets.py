@@ -77,3 +77,22 @@ def folder_labels(images_folder: str | os.PathLike) -> "pd.Series | None":
 
         return pd.Series({str(p): label_of(p) for p in files}, name="label_name")
     return None
+
+
+def indexed_dataset(name: str, workdir: str | os.PathLike, model: str | None = None):
+    """Unpack a shared dataset into ``workdir`` and index its images (resuming if already there).
+
+    Returns
+    -------
+    collection : Collection
+        ``<workdir>/<name>.lab``.
+    folder : Path
+        The unpacked dataset folder (``images/``, ``labels.csv``).
+    """
+    from .collection import Collection
+
+    workdir = Path(workdir)
+    folder = unpack_dataset(name, workdir / "data")
+    collection = Collection.open(workdir / f"{name}.lab", create=True, model=model)
+    collection.add(folder / "images")
+    return collection, folder

@@ -8,7 +8,6 @@ numpy's ``.npy`` (read back with ``allow_pickle=False``) and CSV are used.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

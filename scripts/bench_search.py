@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
 from lab.benchmarking import median_ms, rss_mb  # noqa: E402
-from lab.datasets import unpack_dataset  # noqa: E402
+from lab.datasets import indexed_dataset  # noqa: E402
 from lab.neighbors import NeighborIndex  # noqa: E402
 
 
@@ -68,9 +68,7 @@ def main() -> None:
     if args.source:
         source = Collection.open(args.source)
     else:
-        folder = unpack_dataset("caltech101", workdir / "data")
-        source = Collection.open(workdir / "caltech101.lab", create=True)
-        source.add(folder / "images")
+        source, _ = indexed_dataset("caltech101", workdir)
     rss_before = rss_mb()
     col = synthetic_collection(source, workdir / f"synthetic-{args.n}.lab", args.n)
 

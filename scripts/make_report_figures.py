@@ -28,14 +28,10 @@ def main() -> None:
 
     collection, images = args.collection, args.images
     if not collection:
-        from lab import Collection
-        from lab.datasets import unpack_dataset
+        from lab.datasets import indexed_dataset
 
-        workdir = Path(tempfile.mkdtemp(prefix="lab-figures-"))
-        folder = unpack_dataset("caltech101", workdir / "data")
-        images = str(folder / "images")
-        collection = str(workdir / "caltech101.lab")
-        Collection.open(collection, create=True).add(images)
+        col, folder = indexed_dataset("caltech101", tempfile.mkdtemp(prefix="lab-figures-"))
+        collection, images = str(col.root), str(folder / "images")
     out_notebook = Path(args.out) / "06_report_figures.executed.ipynb"
     out_notebook.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(

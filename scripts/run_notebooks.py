@@ -35,14 +35,12 @@ def main() -> None:
     lines = ["# Notebook run times", "", f"Command: `python scripts/run_notebooks.py {' '.join(sys.argv[1:])}`", ""]
     collection, images = args.collection, args.images
     if not collection:
-        from lab.datasets import unpack_dataset
+        from lab.datasets import indexed_dataset
 
-        folder = unpack_dataset("caltech101", workdir / "data")
-        images, collection = str(folder / "images"), str(workdir / "caltech101.lab")
         start = time.perf_counter()
-        Collection.open(collection, create=True).add(images)
-        lines.append(f"Indexing Caltech-101 first (`lab index`): {time.perf_counter() - start:.0f} s.")
-        lines.append("")
+        col, folder = indexed_dataset("caltech101", workdir)
+        collection, images = str(col.root), str(folder / "images")
+        lines += [f"Indexing Caltech-101 first (`lab index`): {time.perf_counter() - start:.0f} s.", ""]
     col = Collection.open(collection)
     lines += [f"Collection: {len(col):,} images, model {col.model_name}, 2 cores.", "", "| notebook | seconds |", "|---|---:|"]
     total = 0.0

@@ -107,8 +107,6 @@ def test_teaching_an_unknown_word_with_an_outside_image(col, tmp_path):
 
 
 def test_learned_words_apply_to_images_added_later(tmp_path, photo_folder):
-    from .conftest import varied_copies
-
     col = Collection.open(tmp_path / "c", create=True)
     cats_first = [p for p in photo_folder.iterdir() if label_of(p) != "coffee"]
     col.add(cats_first, progress=False)
