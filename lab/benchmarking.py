@@ -19,6 +19,20 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def memory_mb() -> dict:
+    """Resident memory split into anonymous (the process's own) and file-backed (mapped files, page cache) MB."""
+    fields = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                    fields[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return fields
+
+
 def median_ms(function: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``function()`` in milliseconds, after one warm-up call."""
     function()

@@ -508,6 +508,14 @@ class Collection:
             self._append_chunk(images.reset_index(drop=True), embeddings, class_probabilities)
             self._compact(n_before)
 
+    def compact(self) -> None:
+        """Merge every segment into one (dropping superseded rows), so the arrays are single memory maps."""
+        with self._writer_lock():
+            chunks = self._chunks()
+            if len(chunks) > 1 or self._live() is not None:
+                self._merge_all(chunks)
+            remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
+
     def _hash_files(self, paths: list[Path], n_workers: int | None) -> list[str | None]:
         def safe_hash(path):
             try:
@@ -544,14 +552,17 @@ class Collection:
             self._list_chunks(listed[:n_before] + [{"name": merged.name, "rows": merged.n_rows}])
             chunks = self._chunks()
         superseded = self._live() is not None
-        if len(chunks) > _MAX_SEGMENTS or (superseded and len(chunks) > 0):
-            keep = None
-            if superseded:
-                keep = np.zeros(sum(c.n_rows for c in chunks), bool)
-                keep[self._live()] = True
-            merged = merge_chunks(self.root, chunks, keep)
-            self._list_chunks([{"name": merged.name, "rows": merged.n_rows}])
+        if len(chunks) > _MAX_SEGMENTS or superseded:
+            self._merge_all(chunks)
         remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
+
+    def _merge_all(self, chunks: list[Chunk]) -> None:
+        keep = None
+        if self._live() is not None:
+            keep = np.zeros(sum(c.n_rows for c in chunks), bool)
+            keep[self._live()] = True
+        merged = merge_chunks(self.root, chunks, keep)
+        self._list_chunks([{"name": merged.name, "rows": merged.n_rows}])
 
 
 class _PendingChunk:

@@ -7,7 +7,12 @@ supports: ``cosine`` (1 - cosine similarity), ``euclidean`` and ``manhattan``.
 Exact search uses faiss's flat indexes (SIMD brute force); above
 ``exact_threshold`` rows an inverted-file index (IVF) is trained instead,
 with ``n_probe`` chosen so that recall@10 against exact search stays above
-0.99 (measured in ``scripts/bench_search.py``).
+0.99 (measured in ``scripts/bench_search.py``). Above ``compress_threshold``
+rows the IVF lists hold 8-bit scalar-quantised vectors (a quarter of the
+memory) and only propose candidates: the best ``rerank`` x k of them are
+re-ranked with exact distances read from the original (memory-mapped) rows,
+so the distances returned are always exact. Vectors are added in chunks, so
+a float16 memory map of any size is indexed without a float32 copy of it.
 """
 
 from __future__ import annotations
@@ -47,12 +52,23 @@ class NeighborIndex:
         ``"exact"`` or ``"ivf"``, what ``fit`` built.
     """
 
-    def __init__(self, metric: str = "cosine", algorithm: str = "auto", exact_threshold: int = 50_000, n_lists: int | None = None, n_probe: int | None = None):
+    def __init__(
+        self,
+        metric: str = "cosine",
+        algorithm: str = "auto",
+        exact_threshold: int = 50_000,
+        n_lists: int | None = None,
+        n_probe: int | None = None,
+        compress_threshold: int = 200_000,
+        rerank: int = 10,
+    ):
         self.metric = metric
         self.algorithm = algorithm
         self.exact_threshold = exact_threshold
         self.n_lists = n_lists
         self.n_probe = n_probe
+        self.compress_threshold = compress_threshold
+        self.rerank = rerank
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -63,33 +79,53 @@ class NeighborIndex:
         return vectors
 
     def fit(self, vectors: np.ndarray) -> "NeighborIndex":
-        """Index the rows of ``vectors`` (n, d)."""
+        """Index the rows of ``vectors`` (n, d); a memory map is read in chunks and kept for re-ranking."""
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.algorithm not in ("auto", "exact", "ivf"):
             raise ValueError(f"algorithm must be 'auto', 'exact' or 'ivf', got {self.algorithm!r}")
         faiss = _faiss()
-        data = self._prepare(vectors)
-        n, d = data.shape
+        n, d = vectors.shape
         faiss_metric = {"cosine": faiss.METRIC_INNER_PRODUCT, "euclidean": faiss.METRIC_L2, "manhattan": faiss.METRIC_L1}[self.metric]
         use_ivf = self.algorithm == "ivf" or (self.algorithm == "auto" and n > self.exact_threshold)
+        compressed = use_ivf and n > self.compress_threshold
+        if compressed:
+            # scalar quantisation has no L1 scanner: manhattan candidates come from L2, re-ranked exactly
+            faiss_metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
         if use_ivf:
-            # 4 sqrt(n) cells, but at least 39 training points per cell (faiss's k-means minimum)
-            n_lists = self.n_lists or max(1, min(int(4 * np.sqrt(n)), n // 39))
+            # 4 sqrt(n) cells, at least 39 training points per cell (faiss's k-means minimum),
+            # and at most 1024, which keeps training a million-row index to about a minute on 2 cores
+            n_lists = self.n_lists or max(1, min(int(4 * np.sqrt(n)), n // 39, 1024))
             quantizer = faiss.IndexFlat(d, faiss_metric)
-            index = faiss.IndexIVFFlat(quantizer, d, n_lists, faiss_metric)
+            if compressed:
+                index = faiss.IndexIVFScalarQuantizer(quantizer, d, n_lists, faiss.ScalarQuantizer.QT_8bit, faiss_metric)
+            else:
+                index = faiss.IndexIVFFlat(quantizer, d, n_lists, faiss_metric)
             rng = np.random.default_rng(0)
-            sample = data[rng.choice(n, size=min(n, 64 * n_lists), replace=False)]
-            index.train(sample)
+            sample = np.sort(rng.choice(n, size=min(n, 50 * n_lists), replace=False))
+            index.train(self._prepare(vectors[sample]))
             index.nprobe = self.n_probe or max(16, n_lists // 8)
             self._quantizer = quantizer  # faiss does not own it from Python
         else:
             index = faiss.IndexFlat(d, faiss_metric)
-        index.add(data)
+        for start in range(0, n, 50_000):
+            index.add(self._prepare(vectors[start : start + 50_000]))
         self._index = index
+        self._source = vectors if compressed else None
         self.n_samples_fit_, self.n_features_in_ = n, d
-        self.algorithm_ = "ivf" if use_ivf else "exact"
+        self.algorithm_ = ("ivf-sq8" if compressed else "ivf") if use_ivf else "exact"
         return self
+
+    def _exact(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact distances from one prepared query to some rows of the source."""
+        order = np.argsort(rows)  # memory maps read best in order
+        candidates = np.empty((len(rows), self.n_features_in_), np.float32)
+        candidates[order] = self._prepare(self._source[rows[order]])
+        if self.metric == "cosine":
+            return 1.0 - candidates @ query
+        if self.metric == "euclidean":
+            return np.sqrt(((candidates - query) ** 2).sum(axis=1))
+        return np.abs(candidates - query).sum(axis=1)
 
     def kneighbors(self, queries: np.ndarray, n_neighbors: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Distances and row indices of the nearest rows, nearest first.
@@ -105,7 +141,18 @@ class NeighborIndex:
         if queries.shape[1] != self.n_features_in_:
             raise ValueError(f"queries have {queries.shape[1]} features, the index has {self.n_features_in_}")
         k = min(int(n_neighbors), self.n_samples_fit_)
-        raw, indices = self._index.search(self._prepare(queries), k)
+        prepared = self._prepare(queries)
+        if self._source is not None:  # compressed lists propose, exact distances decide
+            _, proposed = self._index.search(prepared, min(self.n_samples_fit_, max(self.rerank * k, 100)))
+            distances = np.full((len(queries), k), np.inf, np.float32)
+            indices = np.full((len(queries), k), -1, np.int64)
+            for i, rows in enumerate(proposed):
+                rows = rows[rows >= 0]
+                exact = self._exact(prepared[i], rows)
+                best = np.argsort(exact, kind="stable")[:k]
+                distances[i, : len(best)], indices[i, : len(best)] = exact[best], rows[best]
+            return distances, indices
+        raw, indices = self._index.search(prepared, k)
         if self.metric == "cosine":
             distances = 1.0 - raw
         elif self.metric == "euclidean":

@@ -125,3 +125,18 @@ def test_a_second_writer_is_told_to_wait(tmp_path, photo_folder):
         fcntl.flock(lock, fcntl.LOCK_EX)
         with pytest.raises(CollectionError, match="another process"):
             col.add(photo_folder, progress=False)
+
+
+def test_compact_merges_segments_into_one_memory_map(tmp_path, photo_folder):
+    col = Collection.open(tmp_path / "c", create=True)
+    files = sorted(photo_folder.iterdir())
+    for start in range(0, len(files), 9):  # three runs: three segments
+        col.add(files[start : start + 9], progress=False)
+    assert col.info()["n_chunks"] == 3
+    before = (col.paths, col.embeddings.copy())
+    col.compact()
+    after = Collection.open(tmp_path / "c")
+    assert after.info()["n_chunks"] == 1 and isinstance(after.embeddings, np.memmap)
+    assert after.paths == before[0]
+    np.testing.assert_array_equal(after.embeddings, before[1])
+    assert len(list((tmp_path / "c" / "chunks").iterdir())) == 1

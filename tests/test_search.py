@@ -244,3 +244,24 @@ def test_rejections_alone_push_down_images_like_them(col):
     assert new < 0.5 * old
     motorcycle = [p for p in before["path"] if label_of(p) == "motorcycle"][0]
     assert after.set_index("path").loc[motorcycle, "score"] > 0.5 * before.set_index("path").loc[motorcycle, "score"]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "manhattan"])
+def test_compressed_index_reranks_to_exact_distances(metric, tmp_path):
+    """Above compress_threshold: 8-bit lists propose, exact distances from the (memory-mapped) rows decide."""
+    from sklearn.metrics import pairwise_distances
+
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(40, 32)).astype(np.float32)
+    vectors = (centers[rng.integers(0, 40, 8_000)] + 0.4 * rng.normal(size=(8_000, 32))).astype(np.float16)
+    np.save(tmp_path / "v.npy", vectors)
+    stored = np.load(tmp_path / "v.npy", mmap_mode="r")
+    index = NeighborIndex(metric, algorithm="ivf", compress_threshold=1_000).fit(stored)
+    assert index.algorithm_ == "ivf-sq8"
+    queries = np.asarray(stored[:50], np.float32)
+    distances, rows = index.kneighbors(queries, 10)
+    truth = pairwise_distances(queries, np.asarray(stored, np.float32), metric=metric)
+    np.testing.assert_allclose(distances, np.take_along_axis(truth, rows, axis=1), rtol=1e-4, atol=1e-4)
+    exact = np.argsort(truth, axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(rows, exact)])
+    assert recall >= 0.99
