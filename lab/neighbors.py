@@ -8,7 +8,7 @@ Exact search uses faiss's flat indexes (SIMD brute force); above
 ``exact_threshold`` rows an inverted-file index (IVF) is trained instead,
 with ``n_probe`` chosen so that recall@10 against exact search stays above
 0.99 (measured in ``scripts/bench_search.py``). Above ``compress_threshold``
-rows the IVF lists hold 8-bit scalar-quantised vectors (a quarter of the
+rows the IVF lists hold 4-bit scalar-quantised vectors (an eighth of the
 memory) and only propose candidates: the best ``rerank`` x k of them are
 re-ranked with exact distances read from the original (memory-mapped) rows,
 so the distances returned are always exact. Vectors are added in chunks, so
@@ -98,7 +98,7 @@ class NeighborIndex:
             n_lists = self.n_lists or max(1, min(int(4 * np.sqrt(n)), n // 39, 1024))
             quantizer = faiss.IndexFlat(d, faiss_metric)
             if compressed:
-                index = faiss.IndexIVFScalarQuantizer(quantizer, d, n_lists, faiss.ScalarQuantizer.QT_8bit, faiss_metric)
+                index = faiss.IndexIVFScalarQuantizer(quantizer, d, n_lists, faiss.ScalarQuantizer.QT_4bit, faiss_metric)
             else:
                 index = faiss.IndexIVFFlat(quantizer, d, n_lists, faiss_metric)
             rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ class NeighborIndex:
         self._index = index
         self._source = vectors if compressed else None
         self.n_samples_fit_, self.n_features_in_ = n, d
-        self.algorithm_ = ("ivf-sq8" if compressed else "ivf") if use_ivf else "exact"
+        self.algorithm_ = ("ivf-sq4" if compressed else "ivf") if use_ivf else "exact"
         return self
 
     def _exact(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:

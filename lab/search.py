@@ -33,6 +33,7 @@ __all__ = ["QueryImage", "SearchEngine", "LAYERS"]
 LAYERS = ("transfer", "output")
 MIN_SCORE = 0.01  # below this an image shows no evidence for the word
 CALIBRATION_Z = 4.0
+EVIDENCE_Z = 2.0  # a learned score counts as evidence only this many robust deviations above the median
 PCA_THRESHOLD = 50_000  # above this many images, word models score PCA-reduced vectors
 PCA_DIMENSIONS = 256
 PRIOR_FLOOR = 1e-3
@@ -111,7 +112,7 @@ class SearchEngine:
         return self._scoring
 
     def class_matrix(self):
-        """Class probabilities as a sparse float32 matrix, entries below ``PRIOR_FLOOR`` dropped.
+        """Class probabilities as a sparse (column-major) float32 matrix, entries below ``PRIOR_FLOOR`` dropped.
 
         A word's prior is then one sparse matrix-vector product; the dropped
         tail (classes an image gives under 0.1% each) cannot lift an image
@@ -126,7 +127,8 @@ class SearchEngine:
                 block = np.asarray(probabilities[start : start + 50_000], np.float32)
                 block[block < PRIOR_FLOOR] = 0.0
                 blocks.append(sparse.csr_matrix(block))
-            self._classes = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, 1000), dtype=np.float32)
+            # column-major, so a word's prior reads only its classes' entries
+            self._classes = sparse.vstack(blocks, format="csc") if blocks else sparse.csc_matrix((0, 1000), dtype=np.float32)
         return self._classes
 
     def rows_of_sha(self) -> dict:
@@ -244,9 +246,10 @@ class SearchEngine:
         """Probability mass each image puts on the word's ImageNet classes."""
         if len(resolution.classes) == 0 or len(self.col) == 0:
             return np.zeros(len(self.col), np.float32)
-        indicator = np.zeros(1000, np.float32)
-        indicator[resolution.classes] = 1.0
-        return np.asarray(self.class_matrix() @ indicator, np.float32)
+        matrix = self.class_matrix()
+        spans = [np.arange(matrix.indptr[c], matrix.indptr[c + 1]) for c in resolution.classes]
+        entries = np.concatenate(spans) if spans else np.zeros(0, np.int64)
+        return np.bincount(matrix.indices[entries], weights=matrix.data[entries], minlength=len(self.col)).astype(np.float32)
 
     def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, int]:
         """The learned classifier of a term (None without positives), its votes, and its number of examples."""
@@ -277,10 +280,13 @@ class SearchEngine:
 
     @staticmethod
     def _calibrate(decision: np.ndarray) -> np.ndarray:
+        """Robust z-scores against the collection -> (0, 1); under ``EVIDENCE_Z`` deviations counts as none."""
         center = np.median(decision)
         spread = 1.4826 * np.median(np.abs(decision - center)) + 1e-6
         z = (decision - center) / spread
-        return 1.0 / (1.0 + np.exp(-(z - CALIBRATION_Z)))
+        scores = 1.0 / (1.0 + np.exp(-(z - CALIBRATION_Z)))
+        scores[z < EVIDENCE_Z] = 0.0
+        return scores
 
     def learned_scores(self, model: TermClassifier, exclude: np.ndarray | None = None) -> np.ndarray:
         """The learned model's scores in (0, 1) over the collection.
@@ -341,10 +347,15 @@ class SearchEngine:
         if exclude_judged:
             eligible &= ~judged
         candidates = np.flatnonzero(eligible)
-        # judged relevant first (more net votes first), then by score; row id only breaks exact ties
-        order = np.lexsort((candidates, -score[candidates], -np.maximum(net[candidates], 0)))
-        ranked = candidates[order]
-        page = ranked[offset : offset + k]
+        # judged relevant first (more net votes first), then by score (<= 1); row id only breaks exact ties
+        key = np.maximum(net[candidates], 0) * 2.0 + score[candidates]
+        wanted = min(len(candidates), offset + k)
+        if wanted < len(candidates):
+            head = np.argpartition(-key, wanted - 1)[:wanted]
+        else:
+            head = np.arange(len(candidates))
+        head = head[np.lexsort((candidates[head], -key[head]))]
+        page = candidates[head][offset : offset + k]
 
         frame = pd.DataFrame(
             {
@@ -357,8 +368,8 @@ class SearchEngine:
                 "reason": [self._reason(row, resolution, net[row], learned is not None, votes, n_examples) for row in page],
             }
         )
-        message = self._message(resolution, len(ranked), model is not None, n)
-        frame.attrs.update(term=term, kind=resolution.kind, n_matches=len(ranked), message=message, senses=resolution.senses)
+        message = self._message(resolution, len(candidates), model is not None, n)
+        frame.attrs.update(term=term, kind=resolution.kind, n_matches=len(candidates), message=message, senses=resolution.senses)
         return frame
 
     def _reason(self, row: int, resolution: Resolution, net: int, has_model: bool, votes: pd.DataFrame, n_examples: int) -> str:

@@ -134,7 +134,7 @@ def main() -> None:
         "",
         "Method: float16 arrays on disk, memory-mapped; word models score PCA-256 vectors above 50,000 images; "
         "the prior is a sparse matrix of class probabilities >= 0.001; similar images use faiss IVF "
-        "(8-bit scalar-quantised lists above 200,000 images, candidates re-ranked with exact distances).",
+        "(4-bit scalar-quantised lists above 200,000 images, candidates re-ranked with exact distances).",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
