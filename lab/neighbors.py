@@ -60,7 +60,7 @@ class NeighborIndex:
         n_lists: int | None = None,
         n_probe: int | None = None,
         compress_threshold: int = 200_000,
-        rerank: int = 10,
+        rerank: int = 40,
     ):
         self.metric = metric
         self.algorithm = algorithm
