@@ -331,10 +331,11 @@ class SearchEngine:
         n = len(col)
         prior = self.prior_scores(resolution)
         model, votes, n_examples = self.term_model(term)
-        n_positive = int((votes["net"] > 0).sum()) + n_examples if len(votes) or n_examples else 0
+        n_positive = int((votes["net"] > 0).sum()) + n_examples
+        net = self._net_votes(votes)
         learned = None
         if model is not None and n:
-            learned = self.learned_scores(model, exclude=np.flatnonzero(self._net_votes(votes) < 0))
+            learned = self.learned_scores(model, exclude=np.flatnonzero(net < 0))
             weight = n_positive / (n_positive + PRIOR_STRENGTH[resolution.kind])
             score = (1.0 - weight) * prior + weight * learned
         elif (votes["net"] < 0).any() and n:
@@ -342,7 +343,6 @@ class SearchEngine:
             score = prior * (1.0 - self.similarity_to(np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list())))
         else:
             score = prior.copy()
-        net = self._net_votes(votes)
         judged = self._net_votes(votes, judged=True).astype(bool)
 
         eligible = (net >= 0) & ((score >= MIN_SCORE) | (net > 0))
