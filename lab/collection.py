@@ -538,9 +538,21 @@ class Collection:
         stats = [p.stat() for p, _ in items]
         images["size"] = [s.st_size for s in stats]
         images["mtime_ns"] = [s.st_mtime_ns for s in stats]
-        embeddings = np.concatenate([c.array("embeddings") for c in self._chunks()])[stored]
-        probabilities = np.concatenate([c.array("class_probabilities") for c in self._chunks()])[stored]
-        self._append_chunk(images.reset_index(drop=True), embeddings, probabilities)
+        self._append_chunk(images.reset_index(drop=True), self._stored_rows("embeddings", stored), self._stored_rows("class_probabilities", stored))
+
+    def _stored_rows(self, kind: str, rows: list[int]) -> np.ndarray:
+        """Some stored rows (superseded ones included), read from each chunk's memory map."""
+        chunks = self._chunks()
+        starts = np.cumsum([0] + [c.n_rows for c in chunks])
+        rows = np.asarray(rows, np.int64)
+        owner = np.searchsorted(starts, rows, side="right") - 1
+        width = chunks[0].array(kind).shape[1]
+        values = np.empty((len(rows), width), np.float32)
+        for i, chunk in enumerate(chunks):
+            mine = np.flatnonzero(owner == i)
+            if len(mine):
+                values[mine] = chunk.array(kind)[rows[mine] - starts[i]]
+        return values
 
     def _compact(self, n_before: int) -> None:
         """Merge this run's chunks into one segment; rewrite everything when segments pile up."""
