@@ -270,7 +270,7 @@ class Collection:
             self._cache["engine"] = SearchEngine(self)
         return self._cache["engine"]
 
-    def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False) -> pd.DataFrame:
+    def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False) -> pd.DataFrame:
         """Images that show ``query``, best first.
 
         Parameters
@@ -284,6 +284,10 @@ class Collection:
             Rank of the first row returned (for paging).
         exclude_judged : bool
             Leave out images already judged for this word.
+        explore : bool
+            While nothing is learned about the word and the evidence does not
+            fill the page, fill it with varied images unlike any judged so far
+            (reason "exploring: ..."), so a user can find first examples.
 
         Returns
         -------
@@ -294,7 +298,7 @@ class Collection:
             ``kind`` ("imagenet", "related" or "unknown"), ``n_matches`` and
             a ``message`` for the user when evidence is thin or absent.
         """
-        return self._engine().search(query, k=k, offset=offset, exclude_judged=exclude_judged)
+        return self._engine().search(query, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore)
 
     def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:
         """The ``k`` images most similar to ``query`` (a reverse image query).

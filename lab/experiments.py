@@ -98,7 +98,15 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
 
 
 def simulate_feedback(
-    col, labels: pd.Series, words: dict[str, list[str]], rounds: int = 6, k: int = 20, user: str = "simulated", teach_first: bool = False, seed: int = 0
+    col,
+    labels: pd.Series,
+    words: dict[str, list[str]],
+    rounds: int = 6,
+    k: int = 20,
+    user: str = "simulated",
+    teach_first: bool = False,
+    seed: int = 0,
+    explore: bool = False,
 ) -> pd.DataFrame:
     """A simulated user judges every result page; precision of the k best not-yet-judged results per round.
 
@@ -129,7 +137,7 @@ def simulate_feedback(
             col.judge(word, example, True, user=user)
             judged[example] = True
         for round_ in range(rounds + 1):
-            page = col.search(word, k=k, exclude_judged=True)
+            page = col.search(word, k=k, exclude_judged=True, explore=explore)
             ids = page["id"].to_numpy()
             first_page = col.search(word, k=k)["id"].to_numpy()
             achievable = min(k, int((relevant & ~judged).sum())) / k

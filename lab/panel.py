@@ -216,8 +216,9 @@ class SearchPanel:
         """Keyword search; shows the first page."""
         self._busy(f"searching '{query}' ...")
         try:
-            n_results = max(self.page_size * 10, 200)
-            results = self.collection.search(query, k=n_results)
+            results = self.collection.search(query, k=max(self.page_size * 10, 200))
+            if len(results) < self.page_size:  # thin evidence: fill the first page with varied images to judge
+                results = self.collection.search(query, k=self.page_size, explore=True)
         except (ValueError, TypeError) as err:
             self._say(str(err), error=True)
             return pd.DataFrame()

@@ -322,7 +322,38 @@ class SearchEngine:
                 net[row] = 1 if judged else vote
         return net
 
-    def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False) -> pd.DataFrame:
+    def explore(self, term: str, k: int, avoid: np.ndarray, pool: int = 4000) -> np.ndarray:
+        """``k`` varied rows unlike the rows in ``avoid`` (farthest-point sampling on a seeded random pool).
+
+        For a word nothing is known about yet: a page of images as different
+        from each other, and from what was already rejected, as possible, so a
+        user can find and mark the first examples.
+        """
+        import zlib
+
+        vectors, _ = self.scoring_space()
+        n = len(vectors)
+        rng = np.random.default_rng(zlib.crc32(term.encode()))
+        blocked = np.zeros(n, bool)
+        blocked[avoid] = True
+        candidates = np.flatnonzero(~blocked)
+        if len(candidates) == 0:
+            return candidates
+        candidates = rng.choice(candidates, size=min(pool, len(candidates)), replace=False)
+        points = vectors[candidates]
+        if len(avoid):
+            nearest = (points @ vectors[avoid].T).max(axis=1)  # cosine-like closeness to anything avoided
+        else:
+            nearest = np.full(len(candidates), -np.inf, np.float32)
+        chosen = []
+        for _ in range(min(k, len(candidates))):
+            pick = int(np.argmin(nearest)) if len(avoid) or chosen else int(rng.integers(len(candidates)))
+            chosen.append(pick)
+            nearest = np.maximum(nearest, points @ points[pick])
+            nearest[pick] = np.inf
+        return candidates[chosen]
+
+    def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False) -> pd.DataFrame:
         if k < 1 or offset < 0:
             raise ValueError("k must be at least 1 and offset at least 0")
         resolution = self.resolve_term(query)
@@ -358,6 +389,12 @@ class SearchEngine:
             head = np.arange(len(candidates))
         head = head[np.lexsort((candidates[head], -key[head]))]
         page = candidates[head][offset : offset + k]
+        explored = np.zeros(0, np.int64)
+        if explore and model is None and len(page) < k and n:
+            # nothing learned yet and too little evidence to fill the page: add varied images to judge
+            avoid = np.union1d(np.flatnonzero(judged), page)
+            explored = self.explore(term, k - len(page), avoid)
+            page = np.concatenate([page, explored])
 
         frame = pd.DataFrame(
             {
@@ -367,7 +404,11 @@ class SearchEngine:
                 "prior": prior[page].astype(float),
                 "learned": learned[page].astype(float) if learned is not None else np.nan,
                 "votes": net[page],
-                "reason": [self._reason(row, resolution, net[row], learned is not None, votes, n_examples) for row in page],
+                "reason": [
+                    "exploring: unlike anything judged so far" if row in set(explored.tolist())
+                    else self._reason(row, resolution, net[row], learned is not None, votes, n_examples)
+                    for row in page
+                ],
             }
         )
         message = self._message(resolution, len(candidates), model is not None, n)

@@ -265,3 +265,24 @@ def test_compressed_index_reranks_to_exact_distances(metric, tmp_path):
     exact = np.argsort(truth, axis=1)[:, :10]
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(rows, exact)])
     assert recall >= 0.99
+
+
+def test_explore_fills_a_page_with_varied_unjudged_images(col):
+    assert len(col.search("garfield")) == 0  # by default: no evidence, no rows
+    page = col.search("garfield", k=8, explore=True)
+    assert len(page) == 8 and len(set(page["id"])) == 8
+    assert page["reason"].str.startswith("exploring").all()
+    col.judge("garfield", int(page["id"].iloc[0]), relevant=False)
+    again = col.search("garfield", k=8, explore=True, exclude_judged=True)
+    assert int(page["id"].iloc[0]) not in set(again["id"])
+    # varied: the explored images are less alike than random pairs
+    from lab.term_model import unit_rows
+
+    unit = unit_rows(col.embeddings)
+    explored = unit[page["id"].to_numpy()]
+    off_diagonal = (explored @ explored.T)[~np.eye(8, dtype=bool)].mean()
+    everything = (unit @ unit.T)[~np.eye(len(unit), dtype=bool)].mean()
+    assert off_diagonal <= everything
+    # once the word has an example, exploring stops
+    col.teach("garfield", 0)
+    assert not col.search("garfield", k=8, explore=True)["reason"].str.startswith("exploring").any()
