@@ -321,19 +321,30 @@ class Collection:
         """
         return self._engine().similar(query, k=k, metric=metric, layer=layer)
 
-    def _image_in_collection(self, image) -> tuple[int, str]:
+    def row_of(self, image) -> int | None:
+        """The row of an image given as a row id or a path; None for a path that is not in the collection.
+
+        Raises
+        ------
+        IndexError
+            For a row id out of range.
+        """
         if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
             row = int(image)
             if not 0 <= row < len(self):
                 raise IndexError(f"row id {row} is out of range: the collection has {len(self)} images")
-            return row, self.paths[row]
-        if isinstance(image, (str, os.PathLike)):
-            path = str(Path(image).expanduser().resolve())
-            matches = np.flatnonzero(self.images["path"].to_numpy() == path)
-            if len(matches):
-                return int(matches[0]), path
+            return row
+        path = str(Path(image).expanduser().resolve())
+        matches = np.flatnonzero(self.images["path"].to_numpy() == path)
+        return int(matches[0]) if len(matches) else None
+
+    def _image_in_collection(self, image) -> tuple[int, str]:
+        if not isinstance(image, (int, np.integer, str, os.PathLike)) or isinstance(image, bool):
+            raise TypeError(f"an image must be a row id or a path, got {type(image).__name__}")
+        row = self.row_of(image)
+        if row is None:
             raise ValueError(f"{image} is not in the collection; index it first, or use teach() for an outside image")
-        raise TypeError(f"an image must be a row id or a path, got {type(image).__name__}")
+        return row, self.paths[row]
 
     def judge(self, query: str, image, relevant: bool = True, user: str | None = None) -> int:
         """Record that ``image`` is (or is not) relevant to ``query``.

@@ -145,21 +145,17 @@ class SearchEngine:
 
     def query_image(self, image) -> QueryImage:
         """Features of a query given as row id, path, bytes, PIL image, pixel array or feature vector."""
-        col = self.col
         if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
-            row = int(image)
-            if not 0 <= row < len(col):
-                raise IndexError(f"row id {row} is out of range: the collection has {len(col)} images")
+            row = self.col.row_of(image)
             return self._row_query(row, f"row {row}")
         if isinstance(image, (str, os.PathLike)):
-            path = Path(image).expanduser()
-            key = str(path.resolve()) if path.exists() else str(path)
-            rows = col.images.index[col.images["path"] == key]
-            if len(rows):
-                return self._row_query(int(rows[0]), key)
+            path = Path(image).expanduser().resolve()
+            row = self.col.row_of(path)
+            if row is not None:
+                return self._row_query(row, str(path))
             if not path.exists():
                 raise FileNotFoundError(f"no such image: {image}")
-            return self._outside_query(path.read_bytes(), key)
+            return self._outside_query(path.read_bytes(), str(path))
         if isinstance(image, (bytes, bytearray, memoryview)):
             return self._outside_query(bytes(image), "uploaded image")
         if isinstance(image, Image.Image):
@@ -395,6 +391,7 @@ class SearchEngine:
             avoid = np.union1d(np.flatnonzero(judged), page)
             explored = self.explore(term, k - len(page), avoid)
             page = np.concatenate([page, explored])
+        explored_rows = set(explored.tolist())
 
         frame = pd.DataFrame(
             {
@@ -405,7 +402,7 @@ class SearchEngine:
                 "learned": learned[page].astype(float) if learned is not None else np.nan,
                 "votes": net[page],
                 "reason": [
-                    "exploring: unlike anything judged so far" if row in set(explored.tolist())
+                    "exploring: unlike anything judged so far" if row in explored_rows
                     else self._reason(row, resolution, net[row], learned is not None, votes, n_examples)
                     for row in page
                 ],
