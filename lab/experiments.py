@@ -124,13 +124,17 @@ def simulate_feedback(
         images were still unjudged (a class of 40 images is used up after two
         good pages); ``relative``, precision divided by ``achievable``; and
         ``first_page_p@k``, P@k of the whole ranking the user would now see,
-        where images judged relevant come first.
+        where images judged relevant come first; ``found``, relevant images
+        the user has marked so far, this page included (a better system can
+        show a lower ``precision`` in a later round simply because it found
+        more of a small class earlier; ``found`` does not have that problem).
     """
     rng = np.random.default_rng(seed)
     rows = []
     for word, classes in words.items():
         relevant = _relevant_mask(col, labels, classes)
         judged = np.zeros(len(relevant), bool)
+        found = 0
         if teach_first:
             example = int(rng.choice(np.flatnonzero(relevant)))
             col.teach(word, example, user=user)
@@ -142,6 +146,7 @@ def simulate_feedback(
             first_page = col.search(word, k=k)["id"].to_numpy()
             achievable = min(k, int((relevant & ~judged).sum())) / k
             precision = precision_at_k(relevant[ids], k)
+            found += int(relevant[ids].sum())
             rows.append(
                 {
                     "word": word,
@@ -150,6 +155,7 @@ def simulate_feedback(
                     "achievable": achievable,
                     "relative": precision / achievable if achievable else np.nan,
                     f"first_page_p@{k}": precision_at_k(relevant[first_page], k),
+                    "found": found,
                     "shown": len(ids),
                 }
             )
@@ -160,7 +166,12 @@ def simulate_feedback(
 
 
 def teach_once(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20, seed: int = 0) -> pd.DataFrame:
-    """Teach each word with one random example of its class, then measure P@k (the example left out)."""
+    """Teach each word with one random example of its class, then measure P@k (the example left out).
+
+    Start from a collection without feedback for these words; the script
+    repeats this with several seeds on fresh feedback stores to average out
+    the luck of the example.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for word, classes in words.items():
@@ -169,7 +180,7 @@ def teach_once(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20,
         col.teach(word, example, user="simulated")
         page = col.search(word, k=k + 1)
         ids = [i for i in page["id"].to_numpy() if i != example][:k]
-        rows.append({"word": word, "example": col.paths[example], f"p@{k}": precision_at_k(relevant[ids], k)})
+        rows.append({"word": word, "seed": seed, "example": col.paths[example], f"p@{k}": precision_at_k(relevant[ids], k)})
     return pd.DataFrame(rows)
 
 

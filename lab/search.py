@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .diffusion import rerank_top
+from .exploration import Explorer
 from .feedback import FeedbackStore
 from .image_decoding import ImageDecodeError, decode_image
 from .neighbors import METRICS, NeighborIndex
@@ -39,6 +41,8 @@ PCA_DIMENSIONS = 256
 PRIOR_FLOOR = 1e-3
 N_EXPANSION = 5
 EXPANSION_WEIGHT = 0.5
+DIFFUSION_CANDIDATES = 1000  # this many best images of a learned word are re-ordered by diffusion (0: off) ...
+DIFFUSION_MAX_EXAMPLES = 2  # ... while it has at most this many relevant examples
 # how fast learned evidence takes over from the vocabulary prior, by kind of word:
 # weight of the learned score = n / (n + PRIOR_STRENGTH[kind]) for n positive examples
 PRIOR_STRENGTH = {"imagenet": 3.0, "related": 0.25, "unknown": 0.0}
@@ -66,6 +70,17 @@ def _term_of(query: str) -> str:
     return term
 
 
+class _UnitRows:
+    """Rows of PCA-projected vectors, rescaled to unit length when taken (for cosine graphs)."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = vectors
+        self.shape = vectors.shape
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return unit_rows(self.vectors[rows])
+
+
 class SearchEngine:
     """Search state for one collection: caches of normalised vectors, indexes and learned words.
 
@@ -82,6 +97,7 @@ class SearchEngine:
         self._indexes: dict = {}
         self._models: dict = {}
         self._row_of_sha: dict | None = None
+        self._explorer: Explorer | None = None
 
     # ------------------------------------------------------------- helpers
     def scoring_space(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -247,8 +263,8 @@ class SearchEngine:
         entries = np.concatenate(spans) if spans else np.zeros(0, np.int64)
         return np.bincount(matrix.indices[entries], weights=matrix.data[entries], minlength=len(self.col)).astype(np.float32)
 
-    def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, int]:
-        """The learned classifier of a term (None without positives), its votes, and its number of examples."""
+    def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, tuple[list, np.ndarray]]:
+        """The learned classifier of a term (None without positives), its votes, and its taught examples (sha256s, embeddings)."""
         key = (term, self.feedback.version(term), len(self.col))
         cached = self._models.get(term)
         if cached is not None and cached[0] == key:
@@ -262,7 +278,7 @@ class SearchEngine:
         if positives:
             negatives = np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list()) if (votes["net"] < 0).any() else None
             model = TermClassifier().fit(np.vstack(positives), negatives)
-        result = (model, votes, len(examples))
+        result = (model, votes, (example_shas, examples))
         self._models[term] = (key, result)
         return result
 
@@ -286,28 +302,60 @@ class SearchEngine:
         scores[z < EVIDENCE_Z] = 0.0
         return scores
 
-    def learned_scores(self, model: TermClassifier, exclude: np.ndarray | None = None) -> np.ndarray:
+    def learned_scores(self, model: TermClassifier, net: np.ndarray | None = None, example_shas=(), examples: np.ndarray | None = None) -> np.ndarray:
         """The learned model's scores in (0, 1) over the collection.
 
-        Two steps. Query expansion: the ``N_EXPANSION`` images closest to the
+        ``net`` holds the net votes per row (rows judged relevant seed the
+        diffusion, rows judged not relevant are left out of the expansion);
+        ``example_shas`` / ``examples`` are the taught examples.
+
+        Three steps. Query expansion: the ``N_EXPANSION`` images closest to the
         learned direction (not judged non-relevant) are averaged into it,
         which on Caltech-101 raised one-example P@20 by about 3 points.
         Calibration: with a handful of examples, cosines of relevant images
         sit well above the bulk of the collection but far from 1; what matters
         is how far an image stands out, so cosines become robust z-scores
         against the whole collection (median, MAD) and an image scores 0.5 at
-        ``CALIBRATION_Z`` robust deviations above the median.
+        ``CALIBRATION_Z`` robust deviations above the median. Diffusion:
+        while a word has at most ``DIFFUSION_MAX_EXAMPLES`` examples, its
+        ``DIFFUSION_CANDIDATES`` best images are re-ordered by relevance
+        spread from the examples over their nearest-neighbour graph
+        (:mod:`lab.diffusion`), keeping their calibrated score levels. On
+        Caltech-101 that raised one-example P@20 by about 3 points; with
+        more examples the learned direction already follows the class and
+        diffusion only moved relevant images between pages.
         """
         vectors, projection = self.scoring_space()
         direction = model.coef_ if projection is None else model.coef_ @ projection[0]
         decision = vectors @ direction
+        rejected = np.flatnonzero(net < 0) if net is not None else np.zeros(0, np.int64)
         if N_EXPANSION and len(decision) > N_EXPANSION:
             ranked = decision.copy()
-            if exclude is not None:
-                ranked[exclude] = -np.inf
+            ranked[rejected] = -np.inf
             top = np.argpartition(-ranked, N_EXPANSION)[:N_EXPANSION]
             decision = vectors @ (direction + EXPANSION_WEIGHT * vectors[top].mean(axis=0))
-        return self._calibrate(decision)
+        scores = self._calibrate(decision)
+        if not DIFFUSION_CANDIDATES:
+            return scores
+        # the examples: rows judged relevant, taught images in the collection, and taught images from outside it
+        rows_of = self.rows_of_sha()
+        in_collection = [rows_of.get(sha) for sha in example_shas]
+        positives = np.flatnonzero(net > 0) if net is not None else np.zeros(0, np.int64)
+        positives = np.union1d(positives, [row for rows in in_collection if rows for row in rows]).astype(np.int64)
+        outside = [vector for rows, vector in zip(in_collection, examples if examples is not None else []) if not rows]
+        if 0 < len(positives) + len(outside) <= DIFFUSION_MAX_EXAMPLES:
+            outside = unit_rows(np.asarray(outside)) if outside else None
+            if outside is not None and projection is not None:
+                outside = unit_rows((outside - projection[1]) @ projection[0])
+            scores = rerank_top(
+                vectors if projection is None else _UnitRows(vectors),
+                scores,
+                positives,
+                rejected,
+                outside_positives=outside,
+                n_candidates=DIFFUSION_CANDIDATES,
+            )
+        return scores
 
     def _net_votes(self, votes: pd.DataFrame, judged: bool = False) -> np.ndarray:
         """Net votes per collection row (or 1 for every judged row); images judged under any path count."""
@@ -318,36 +366,17 @@ class SearchEngine:
                 net[row] = 1 if judged else vote
         return net
 
-    def explore(self, term: str, k: int, avoid: np.ndarray, pool: int = 4000) -> np.ndarray:
-        """``k`` varied rows unlike the rows in ``avoid`` (farthest-point sampling on a seeded random pool).
+    def explore(self, k: int, avoid: np.ndarray) -> np.ndarray:
+        """``k`` varied, typical rows, none in ``avoid``, from groups unlike those rows (:class:`lab.exploration.Explorer`).
 
-        For a word nothing is known about yet: a page of images as different
-        from each other, and from what was already rejected, as possible, so a
-        user can find and mark the first examples.
+        For a word nothing is known about yet, so a user can find and mark
+        the first examples.
         """
-        import zlib
-
+        if self._explorer is None:
+            vectors, _ = self.scoring_space()
+            self._explorer = Explorer().fit(vectors, self.col.class_probabilities)
         vectors, _ = self.scoring_space()
-        n = len(vectors)
-        rng = np.random.default_rng(zlib.crc32(term.encode()))
-        blocked = np.zeros(n, bool)
-        blocked[avoid] = True
-        candidates = np.flatnonzero(~blocked)
-        if len(candidates) == 0:
-            return candidates
-        candidates = rng.choice(candidates, size=min(pool, len(candidates)), replace=False)
-        points = vectors[candidates]
-        if len(avoid):
-            nearest = (points @ vectors[avoid].T).max(axis=1)  # cosine-like closeness to anything avoided
-        else:
-            nearest = np.full(len(candidates), -np.inf, np.float32)
-        chosen = []
-        for _ in range(min(k, len(candidates))):
-            pick = int(np.argmin(nearest)) if len(avoid) or chosen else int(rng.integers(len(candidates)))
-            chosen.append(pick)
-            nearest = np.maximum(nearest, points @ points[pick])
-            nearest[pick] = np.inf
-        return candidates[chosen]
+        return self._explorer.propose(k, avoid, vectors)
 
     def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False) -> pd.DataFrame:
         if k < 1 or offset < 0:
@@ -357,12 +386,13 @@ class SearchEngine:
         col = self.col
         n = len(col)
         prior = self.prior_scores(resolution)
-        model, votes, n_examples = self.term_model(term)
+        model, votes, (example_shas, examples) = self.term_model(term)
+        n_examples = len(examples)
         n_positive = int((votes["net"] > 0).sum()) + n_examples
         net = self._net_votes(votes)
         learned = None
         if model is not None and n:
-            learned = self.learned_scores(model, exclude=np.flatnonzero(net < 0))
+            learned = self.learned_scores(model, net, example_shas, examples)
             weight = n_positive / (n_positive + PRIOR_STRENGTH[resolution.kind])
             score = (1.0 - weight) * prior + weight * learned
         elif (votes["net"] < 0).any() and n:
@@ -386,10 +416,13 @@ class SearchEngine:
         head = head[np.lexsort((candidates[head], -key[head]))]
         page = candidates[head][offset : offset + k]
         explored = np.zeros(0, np.int64)
-        if explore and model is None and len(page) < k and n:
-            # nothing learned yet and too little evidence to fill the page: add varied images to judge
+        n_explore = k - len(page)  # nothing learned yet and too little evidence to fill the page
+        if (net < 0).sum() >= k:  # a page's worth rejected and nothing accepted: the prior is not this word
+            n_explore = max(n_explore, k // 2)
+        if explore and model is None and n_explore > 0 and n:
+            page = page[: k - n_explore]
             avoid = np.union1d(np.flatnonzero(judged), page)
-            explored = self.explore(term, k - len(page), avoid)
+            explored = self.explore(n_explore, avoid)
             page = np.concatenate([page, explored])
         explored_rows = set(explored.tolist())
 

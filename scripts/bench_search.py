@@ -100,7 +100,9 @@ def main() -> None:
     counter = iter(range(10**9))
 
     def judge_and_search():
-        col.judge("bench word", int(rng.integers(len(col))), relevant=True, user=f"u{next(counter)}")
+        # alternate relevant / not relevant, so the word soon has both and its model is the full one (logistic part included)
+        turn = next(counter)
+        col.judge("bench word", int(rng.integers(len(col))), relevant=turn % 2 == 0, user=f"u{turn}")
         col.search("bench word", k=20)
 
     refit = median_ms(judge_and_search, args.repeats)

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--workdir", help="where to unpack and index (default a temp dir)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--queries", type=int, default=1000, help="query-by-example queries")
+    parser.add_argument("--seeds", type=int, default=3, help="repetitions of the one-example test, each with other examples")
     args = parser.parse_args()
     command = "python scripts/evaluate_caltech.py " + " ".join(sys.argv[1:])
 
@@ -61,8 +64,11 @@ def main() -> None:
 
     # the simulated user works as in the panel: pages short of evidence are filled with varied images
     feedback = simulate_feedback(col, labels, uncovered_words, rounds=args.rounds, explore=True)
-    col = fresh_feedback(collection)
-    taught = teach_once(col, labels, uncovered_words)
+    taught = []
+    for seed in range(args.seeds):  # a different random example per word each time
+        col = fresh_feedback(collection)
+        taught.append(teach_once(col, labels, uncovered_words, seed=seed))
+    taught = pd.concat(taught, ignore_index=True)
     col = fresh_feedback(collection)
     taught_rounds = simulate_feedback(col, labels, uncovered_words, rounds=args.rounds, teach_first=True)
     col = fresh_feedback(collection)
@@ -76,7 +82,7 @@ def main() -> None:
     qbe.to_csv(RESULTS / "caltech_query_by_example.csv", index=False)
 
     kinds = keywords.groupby("kind")["word"].count().to_dict()
-    columns = ["precision", "achievable", "relative", "first_page_p@20"]
+    columns = ["precision", "achievable", "relative", "first_page_p@20", "found"]
     with_evidence = set(feedback.loc[(feedback["round"] == 0) & (feedback["precision"] > 0), "word"])
 
     def by_round(frame):
@@ -105,7 +111,9 @@ def main() -> None:
         "Columns, mean over words: `precision` of the 20 best results not yet judged (the page shown in that round; "
         "round 0 = before any feedback); `achievable`, the best possible given the relevant images still unjudged "
         "(small classes run out); `relative` = precision / achievable; `first_page_p@20`, P@20 of the ranking "
-        "the user sees, judged-relevant images first. The original system needed 6 rounds to reach P@20 = 0.75.",
+        "the user sees, judged-relevant images first; `found`, relevant images marked so far (a system that finds more "
+        "of a small class early shows a lower `precision` later, so `found` is the fairer comparison between methods). "
+        "The original system needed 6 rounds to reach P@20 = 0.75.",
         "",
         f"### All {len(uncovered_words)} uncovered words, starting from the vocabulary's related classes "
         "(pages short of evidence filled with varied images to judge, as the panel does)",
@@ -122,11 +130,15 @@ def main() -> None:
         "",
         f"After two rounds (page of round 2): precision **{at(feedback, 2, 'precision'):.3f}** from the prior, "
         f"**{at(taught_rounds, 2, 'precision'):.3f}** after one example (target >= 0.90); "
-        f"first-page P@20 **{at(feedback, 2, 'first_page_p@20'):.3f}** / **{at(taught_rounds, 2, 'first_page_p@20'):.3f}**.",
+        f"first-page P@20 **{at(feedback, 2, 'first_page_p@20'):.3f}** / **{at(taught_rounds, 2, 'first_page_p@20'):.3f}**; "
+        f"relevant images found in the first three pages **{at(feedback, 2, 'found'):.1f}** / **{at(taught_rounds, 2, 'found'):.1f}**.",
         "",
         "## Same words, taught with one example image each, no judgments",
         "",
-        f"Mean P@20 (the example itself left out): **{taught['p@20'].mean():.3f}** (target >= 0.90).",
+        f"Mean P@20 (the example itself left out): **{taught['p@20'].mean():.3f}** (target >= 0.90), "
+        f"over {args.seeds} random examples per word; per draw: "
+        + ", ".join(f"{value:.3f}" for value in taught.groupby("seed")["p@20"].mean())
+        + ".",
         "",
         "## Query by example",
         "",

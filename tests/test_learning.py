@@ -1,0 +1,119 @@
+"""How words are learned: the term classifier, diffusion re-ranking and exploration pages.
+
+The collection here is the 27 packaged photos plus two crops/flips of each,
+so every photo forms a small group of three real images (a "class").
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from lab import Collection
+from lab.diffusion import diffusion_scores, rerank_top
+from lab.exploration import Explorer
+from lab.term_model import TermClassifier, unit_rows
+
+from .conftest import varied_copies
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory, photo_folder):
+    """A collection of 81 photos in 27 groups of three, and the group of each row."""
+    folder = tmp_path_factory.mktemp("grouped")
+    sources = sorted(photo_folder.glob("*.jpg"))
+    for path in sources:
+        shutil.copy(path, folder / f"source-{path.name}")
+    copies = varied_copies(photo_folder, folder / "copies", 2 * len(sources))
+    col = Collection.open(tmp_path_factory.mktemp("collections") / "grouped", create=True)
+    col.add(folder, progress=False)
+    group_of_path = {str((folder / f"source-{p.name}").resolve()): i for i, p in enumerate(sources)}
+    group_of_path.update({str(p.resolve()): i % len(sources) for i, p in enumerate(copies)})
+    groups = np.array([group_of_path[p] for p in col.paths])
+    return col, groups
+
+
+def test_logistic_direction_joins_only_with_judgments_both_ways(grouped):
+    col, groups = grouped
+    vectors = unit_rows(col.embeddings)
+    positives = vectors[groups == 0]
+    negatives = vectors[np.isin(groups, [1, 2])]
+    rocchio = TermClassifier().fit(positives, negatives[:2])
+    assert not rocchio.uses_logistic_
+    expected = positives.mean(axis=0) - 0.25 * negatives[:2].mean(axis=0)
+    np.testing.assert_allclose(rocchio.coef_, expected / np.linalg.norm(expected), rtol=1e-5, atol=1e-6)
+    both = TermClassifier().fit(positives, negatives)
+    assert both.uses_logistic_ and not np.allclose(both.coef_, rocchio.coef_)
+    assert np.linalg.norm(both.coef_) == pytest.approx(1.0, abs=1e-5)
+    scores = both.decision_function(vectors)
+    assert scores[groups == 0].min() > scores[np.isin(groups, [1, 2])].max()
+
+
+def test_diffusion_spreads_from_the_example_to_its_group(grouped):
+    col, groups = grouped
+    vectors = unit_rows(col.embeddings)
+    example = int(np.flatnonzero(groups == 5)[0])
+    seeds = np.zeros(len(vectors), np.float32)
+    seeds[example] = 1.0
+    relevance = diffusion_scores(vectors, seeds, n_neighbors=5)
+    others = np.flatnonzero((groups == 5) & (np.arange(len(groups)) != example))
+    strangers = np.flatnonzero(groups != 5)
+    assert relevance[others].min() > np.median(relevance[strangers])
+
+
+def test_rerank_top_reorders_candidates_and_keeps_their_scores(grouped):
+    col, groups = grouped
+    vectors = unit_rows(col.embeddings)
+    example = int(np.flatnonzero(groups == 3)[0])
+    misleading = vectors @ vectors[int(np.flatnonzero(groups == 8)[0])]  # a linear score that favours another group
+    reranked = rerank_top(vectors, misleading, positives=[example], n_candidates=40, n_neighbors=5)
+    np.testing.assert_allclose(np.sort(reranked), np.sort(misleading))  # the same values, handed out again
+    candidates = np.argsort(-misleading)[:40]
+    untouched = np.setdiff1d(np.arange(len(vectors)), np.union1d(candidates, [example]))
+    np.testing.assert_array_equal(reranked[untouched], misleading[untouched])
+    in_candidates = [row for row in np.flatnonzero(groups == 3) if row in set(candidates)]
+    assert in_candidates, "the example's group should be among the 40 candidates"
+    top = np.argsort(-reranked)[: len(in_candidates)]
+    assert set(top) == set(in_candidates)
+    # without examples nothing moves
+    np.testing.assert_array_equal(rerank_top(vectors, misleading, positives=[]), misleading)
+
+
+def test_explorer_shows_one_typical_image_per_group_unfamiliar_groups_first(grouped):
+    col, groups = grouped
+    vectors = unit_rows(col.embeddings)
+    explorer = Explorer(n_clusters=27).fit(vectors, col.class_probabilities)
+    page = explorer.propose(9, np.zeros(0, np.int64), vectors)
+    assert len(page) == 9 and len(set(page)) == 9
+    assert len(set(groups[page])) == 9  # nine different photos, not crops of the same one
+    confidence = np.asarray(col.class_probabilities, np.float32).max(axis=1)
+    assert np.median(confidence[page]) < np.median(confidence)  # what the network is unsure about comes first
+    # the next page avoids the groups already shown
+    following = explorer.propose(9, page, vectors)
+    assert not set(following) & set(page)
+    assert not set(groups[following]) & set(groups[page])
+
+
+def test_explorer_on_a_tiny_collection(grouped):
+    col, _ = grouped
+    vectors = unit_rows(col.embeddings[:2])
+    explorer = Explorer().fit(vectors)
+    assert sorted(explorer.propose(5, np.zeros(0, np.int64), vectors)) == [0, 1]
+    assert len(explorer.propose(5, np.array([0, 1]), vectors)) == 0
+
+
+def test_a_rejected_page_makes_room_for_exploring(tmp_path, photo_collection):
+    shutil.copytree(photo_collection.root, tmp_path / "col")
+    col = Collection.open(tmp_path / "col")
+    first = col.search("animal", k=4)
+    assert len(first) == 4 and not first["reason"].str.startswith("exploring").any()
+    for row in first["id"][:3]:
+        col.judge("animal", int(row), relevant=False)
+    assert not col.search("animal", k=4, explore=True, exclude_judged=True)["reason"].str.startswith("exploring").any()
+    col.judge("animal", int(first["id"].iloc[3]), relevant=False)  # a whole page rejected
+    page = col.search("animal", k=4, explore=True, exclude_judged=True)
+    exploring = page["reason"].str.startswith("exploring")
+    assert exploring.sum() == 2 and len(page) == 4
+    assert not set(page["id"]) & set(first["id"])
