@@ -286,8 +286,11 @@ class Collection:
             Leave out images already judged for this word.
         explore : bool
             While nothing is learned about the word and the evidence does not
-            fill the page, fill it with varied images unlike any judged so far
-            (reason "exploring: ..."), so a user can find first examples.
+            fill the page, or a page's worth of it was judged not relevant,
+            fill the page (at least half of it in the second case) with
+            typical images of groups unlike any judged so far (reason
+            "exploring: ...", see :mod:`lab.exploration`), so a user can find
+            first examples.
 
         Returns
         -------
@@ -295,8 +298,9 @@ class Collection:
             Columns ``id``, ``path``, ``score``, ``prior`` (vocabulary),
             ``learned`` (from feedback, NaN without), ``votes`` (net
             relevance votes), ``reason``. ``frame.attrs`` holds ``term``,
-            ``kind`` ("imagenet", "related" or "unknown"), ``n_matches`` and
-            a ``message`` for the user when evidence is thin or absent.
+            ``kind`` ("imagenet", "related" or "unknown"), ``n_matches``,
+            ``n_explored`` (rows added by ``explore``) and a ``message`` for
+            the user when evidence is thin or absent.
         """
         return self._engine().search(query, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore)
 

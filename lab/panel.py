@@ -217,8 +217,10 @@ class SearchPanel:
         self._busy(f"searching '{query}' ...")
         try:
             results = self.collection.search(query, k=max(self.page_size * 10, 200))
-            if len(results) < self.page_size:  # thin evidence: fill the first page with varied images to judge
-                results = self.collection.search(query, k=self.page_size, explore=True)
+            # thin or rejected evidence: the first page makes room for images to judge
+            first = self.collection.search(query, k=self.page_size, explore=True)
+            if first.attrs["n_explored"]:
+                results = first
         except (ValueError, TypeError) as err:
             self._say(str(err), error=True)
             return pd.DataFrame()

@@ -255,13 +255,14 @@ class SearchEngine:
 
     # ------------------------------------------------------------ keywords
     def prior_scores(self, resolution: Resolution) -> np.ndarray:
-        """Probability mass each image puts on the word's ImageNet classes."""
+        """Probability mass each image puts on the word's ImageNet classes (weighted as the vocabulary says)."""
         if len(resolution.classes) == 0 or len(self.col) == 0:
             return np.zeros(len(self.col), np.float32)
         matrix = self.class_matrix()
         spans = [np.arange(matrix.indptr[c], matrix.indptr[c + 1]) for c in resolution.classes]
         entries = np.concatenate(spans) if spans else np.zeros(0, np.int64)
-        return np.bincount(matrix.indices[entries], weights=matrix.data[entries], minlength=len(self.col)).astype(np.float32)
+        weights = np.repeat(resolution.weights, [len(span) for span in spans])
+        return np.bincount(matrix.indices[entries], weights=matrix.data[entries] * weights, minlength=len(self.col)).astype(np.float32)
 
     def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, tuple[list, np.ndarray]]:
         """The learned classifier of a term (None without positives), its votes, and its taught examples (sha256s, embeddings)."""
@@ -435,14 +436,16 @@ class SearchEngine:
                 "learned": learned[page].astype(float) if learned is not None else np.nan,
                 "votes": net[page],
                 "reason": [
-                    "exploring: unlike anything judged so far" if row in explored_rows
+                    "exploring: a typical image of a group unlike anything judged so far" if row in explored_rows
                     else self._reason(row, resolution, net[row], learned is not None, votes, n_examples)
                     for row in page
                 ],
             }
         )
         message = self._message(resolution, len(candidates), model is not None, n)
-        frame.attrs.update(term=term, kind=resolution.kind, n_matches=len(candidates), message=message, senses=resolution.senses)
+        frame.attrs.update(
+            term=term, kind=resolution.kind, n_matches=len(candidates), n_explored=len(explored), message=message, senses=resolution.senses
+        )
         return frame
 
     def _reason(self, row: int, resolution: Resolution, net: int, has_model: bool, votes: pd.DataFrame, n_examples: int) -> str:

@@ -14,7 +14,7 @@ import pytest
 from lab import Collection
 from lab.diffusion import diffusion_scores, rerank_top
 from lab.exploration import Explorer
-from lab.term_model import TermClassifier, unit_rows
+from lab.term_model import TermClassifier, logistic_direction, unit_rows
 
 from .conftest import varied_copies
 
@@ -49,6 +49,29 @@ def test_logistic_direction_joins_only_with_judgments_both_ways(grouped):
     assert np.linalg.norm(both.coef_) == pytest.approx(1.0, abs=1e-5)
     scores = both.decision_function(vectors)
     assert scores[groups == 0].min() > scores[np.isin(groups, [1, 2])].max()
+
+
+@pytest.mark.parametrize("C", [0.1, 1.0, 10.0])
+def test_logistic_direction_is_scikit_learns_logistic_regression(grouped, C):
+    from sklearn.linear_model import LogisticRegression
+
+    col, groups = grouped
+    vectors = unit_rows(col.embeddings).astype(np.float64)
+    target = np.isin(groups, [0, 4]).astype(float)  # 6 relevant, 75 not
+    weight = np.where(target == 1, 0.5 / target.sum(), 0.5 / (1 - target).sum()) * len(target)
+    ours = logistic_direction(vectors, target, weight, C)
+    theirs = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(vectors, target, sample_weight=weight).coef_[0]
+    assert ours @ theirs / np.linalg.norm(theirs) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_many_judgments_are_thinned_for_the_logistic_part(grouped):
+    col, groups = grouped
+    vectors = unit_rows(col.embeddings)
+    full = TermClassifier(max_judgments=1000).fit(vectors[groups < 10], vectors[groups >= 10])
+    thinned = TermClassifier(max_judgments=5).fit(vectors[groups < 10], vectors[groups >= 10])
+    assert full.uses_logistic_ and thinned.uses_logistic_
+    assert not np.allclose(full.coef_, thinned.coef_)
+    assert float(full.coef_ @ thinned.coef_) > 0.8  # the same word, seen through fewer examples
 
 
 def test_diffusion_spreads_from_the_example_to_its_group(grouped):

@@ -75,3 +75,15 @@ def test_upload_runs_a_reverse_image_query(panel, photo_folder):
     panel._on_upload({"new": ({"name": "coffee.jpg", "content": memoryview(data)},)})
     assert label_of(shown(panel)[0]) == "coffee"
     assert panel.term is None and all(c.relevant.disabled for c in panel.cards if c.row is not None)
+
+
+def test_a_word_whose_first_page_was_all_rejected_gets_images_to_judge(panel):
+    first = panel.run_search("animal")
+    assert not first["reason"].str.startswith("exploring").any()
+    for slot in range(4):
+        panel.judge_slot(slot, False)
+    again = panel.run_search("animal")
+    rejected = set(first["id"][:4])
+    assert again["reason"].str.startswith("exploring").sum() == 2
+    assert not set(again["id"]) & rejected  # rejected images never show
+    assert len(shown(panel)) == 4

@@ -230,6 +230,15 @@ def test_prior_is_the_probability_mass_on_the_words_classes(col):
     assert abs(result["prior"].iloc[0] - exact) < 0.01  # only entries under 0.1% are dropped
 
 
+def test_prior_weighs_classes_as_the_vocabulary_says(col):
+    resolution = col._engine().resolve_term("helicopter")
+    assert not np.allclose(resolution.weights, 1.0)
+    prior = col._engine().prior_scores(resolution)
+    probabilities = np.asarray(col.class_probabilities, np.float32)[:, resolution.classes]
+    probabilities[probabilities < 1e-3] = 0.0  # the sparse matrix drops entries under 0.1%
+    np.testing.assert_allclose(prior, probabilities @ resolution.weights, rtol=1e-4, atol=1e-6)
+
+
 def test_rejections_alone_push_down_images_like_them(col):
     """With only "not relevant" judgments, images that look like the rejected ones sink."""
     before = col.search("vehicle", k=10)

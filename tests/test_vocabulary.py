@@ -55,6 +55,18 @@ def test_words_imagenet_does_not_cover_get_related_classes(vocab):
     assert stop_sign.kind == "related" and "street sign" in names(vocab, stop_sign)
 
 
+def test_word_vectors_add_classes_of_words_used_alike(vocab):
+    menorah = vocab.resolve("menorah")  # WordNet relates it to no ImageNet class; GloVe puts it next to "candle"
+    assert menorah.kind == "related" and names(vocab, menorah) == {"candle"}
+    assert any(sense.startswith("words used like it: candle") for sense in menorah.senses)
+    helicopter = vocab.resolve("helicopter")  # WordNet: other aircraft; word vectors add warplanes and carriers
+    from_wordnet = {c for c, w in zip(helicopter.classes, helicopter.weights) if w >= 1.0}
+    assert "airliner" in {vocab.class_names[c] for c in from_wordnet}
+    assert helicopter.weights.sum() == pytest.approx(len(from_wordnet) + 1.0, abs=1e-5)  # the similar words share one unit
+    dog = vocab.resolve("dog")  # ImageNet terms are left as WordNet says
+    assert dog.kind == "imagenet" and (dog.weights == 1.0).all()
+
+
 def test_unknown_words(vocab):
     garfield = vocab.resolve("garfield")
     assert garfield.kind == "unknown" and len(garfield.classes) == 0
