@@ -348,7 +348,7 @@ class Collection:
         row = self.row_of(image)
         if row is None:
             raise ValueError(f"{image} is not in the collection; index it first, or use teach() for an outside image")
-        return row, self.paths[row]
+        return row, self.images["path"].iat[row]
 
     def judge(self, query: str, image, relevant: bool = True, user: str | None = None) -> int:
         """Record that ``image`` is (or is not) relevant to ``query``.
