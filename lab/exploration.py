@@ -6,7 +6,7 @@ quick:
 
 * **typical images of distinct groups**: a seeded sample of the collection
   (``pool_size`` images, so the cost does not grow with the collection) is
-  clustered with spherical k-means; a page shows the image closest to the
+  clustered with spherical k-means (faiss, k-means++ seeds); a page shows the image closest to the
   centre of each of several clusters, so every image stands for many like it;
 * **groups ImageNet cannot name first**: a word outside the vocabulary most
   likely names something the network has no class for, so clusters are
@@ -25,6 +25,24 @@ import numpy as np
 from .term_model import unit_rows
 
 __all__ = ["Explorer"]
+
+
+def _kmeans_plus_plus(points: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeds (Arthur and Vassilvitskii 2007) for unit vectors, distance 1 - cosine.
+
+    Random seeds can put two centres in one tight group and none in another
+    (a page would then show two crops of one photo); seeds drawn with
+    probability proportional to their squared distance from the seeds so far
+    spread over the groups.
+    """
+    chosen = [int(rng.integers(len(points)))]
+    distance = np.maximum(1.0 - points @ points[chosen[0]], 0.0) ** 2
+    for _ in range(n_clusters - 1):
+        total = distance.sum()
+        pick = int(rng.choice(len(points), p=distance / total)) if total > 0 else int(rng.integers(len(points)))
+        chosen.append(pick)
+        distance = np.minimum(distance, np.maximum(1.0 - points @ points[pick], 0.0) ** 2)
+    return np.ascontiguousarray(points[chosen], dtype=np.float32)
 
 
 class Explorer:
@@ -80,7 +98,7 @@ class Explorer:
             self.cluster_ = np.zeros(len(points), np.int64)
         else:
             kmeans = faiss.Kmeans(points.shape[1], n_clusters, niter=20, spherical=True, seed=self.seed, min_points_per_centroid=1)
-            kmeans.train(points)
+            kmeans.train(points, init_centroids=_kmeans_plus_plus(points, n_clusters, rng))
             self.centroids_ = unit_rows(kmeans.centroids)
             self.cluster_ = (points @ self.centroids_.T).argmax(axis=1)
         self.centrality_ = np.einsum("ij,ij->i", points, self.centroids_[self.cluster_]) if len(points) else np.zeros(0)
@@ -100,10 +118,11 @@ class Explorer:
         """``k`` rows to show, none of them in ``avoid``.
 
         One image per cluster, the one nearest its centre: first from clusters
-        that no avoided image belongs to (least familiar first), then the
-        next most central images of the rest. An image closer to one already
-        on the page than to its own cluster's centre is passed over while
-        others remain.
+        that no avoided image belongs to (least familiar first), then from
+        the rest. An image closer to one already on the page than to its own
+        cluster's centre (or than the median image to its centre) is passed
+        over. Once every cluster has given one, the page is completed with the
+        images least like any on it (farthest-point sampling).
         """
         avoid = np.asarray(avoid, np.int64)
         available = ~np.isin(self.pool_, avoid)
@@ -117,22 +136,25 @@ class Explorer:
         rank_of_cluster[self.cluster_order_] = np.arange(len(self.centroids_))
         rank_of_cluster += touched * len(self.centroids_)
         members = np.flatnonzero(available)
-        # within a cluster, most central first; the i-th member of every cluster comes before any (i+1)-th
+        # the most central available member of each cluster, clusters in rank order
         order = members[np.lexsort((-self.centrality_[members], self.cluster_[members]))]
-        clusters = self.cluster_[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(clusters)) + 1]
-        lengths = np.diff(np.r_[starts, len(order)])
-        position = np.arange(len(order)) - np.repeat(starts, lengths)
-        ranked = order[np.lexsort((rank_of_cluster[clusters], position))]
-        # skip images closer to one already picked than to their own group's centre (crops of one photo, say)
+        first = order[np.r_[True, np.diff(self.cluster_[order]) != 0]]
+        first = first[np.argsort(rank_of_cluster[self.cluster_[first]], kind="stable")]
+        # skip images closer to one already picked than to their own group's centre, or than a typical
+        # image to its centre (crops of one photo, say, even if k-means split them into groups of their own)
+        limit = np.minimum(self.centrality_, np.median(self.centrality_))
         picked: list[int] = []
-        skipped: list[int] = []
-        for member in ranked:
+        for member in first:
             if len(picked) == k:
                 break
-            if picked and float((self.points_[picked] @ self.points_[member]).max()) > self.centrality_[member]:
-                skipped.append(member)
-                continue
-            picked.append(member)
-        picked += skipped[: k - len(picked)]
+            if not picked or float((self.points_[picked] @ self.points_[member]).max()) <= limit[member]:
+                picked.append(int(member))
+        if len(picked) < k:
+            rest = np.setdiff1d(members, picked)
+            closeness = (self.points_[rest] @ self.points_[picked].T).max(axis=1) if picked else np.full(len(rest), -np.inf)
+            for _ in range(min(k - len(picked), len(rest))):
+                pick = int(np.argmin(closeness))
+                picked.append(int(rest[pick]))
+                closeness = np.maximum(closeness, self.points_[rest] @ self.points_[rest[pick]])
+                closeness[pick] = np.inf
         return self.pool_[np.asarray(picked, np.int64)]
