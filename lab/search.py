@@ -322,9 +322,9 @@ class SearchEngine:
         ``DIFFUSION_CANDIDATES`` best images are re-ordered by relevance
         spread from the examples over their nearest-neighbour graph
         (:mod:`lab.diffusion`), keeping their calibrated score levels. On
-        Caltech-101 that raised one-example P@20 by about 3 points; with
-        more examples the learned direction already follows the class and
-        diffusion only moved relevant images between pages.
+        Caltech-101 that raised one-example P@20 by about 2 points (0.766
+        -> 0.789); with more examples the learned direction already follows
+        the class and diffusion only moved relevant images between pages.
         """
         vectors, projection = self.scoring_space()
         direction = model.coef_ if projection is None else model.coef_ @ projection[0]

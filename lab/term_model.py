@@ -14,7 +14,7 @@ Measured on Caltech-101 (``scripts/evaluate_caltech.py``):
   expansion, see :meth:`lab.search.SearchEngine.learned_scores`);
 * with judged pages, adding the logistic direction found more relevant
   images in the next pages than Rocchio alone (for a simulated user who
-  taught one example, page-2 precision 0.81 against 0.77), while the
+  taught one example, page-2 precision 0.80 against 0.76), while the
   logistic direction alone did worse than the sum.
 """
 
