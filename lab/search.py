@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .diffusion import rerank_top
 from .exploration import Explorer
 from .feedback import FeedbackStore
 from .image_decoding import ImageDecodeError, decode_image
@@ -41,11 +40,11 @@ PCA_DIMENSIONS = 256
 PRIOR_FLOOR = 1e-3
 N_EXPANSION = 5
 EXPANSION_WEIGHT = 0.5
-DIFFUSION_CANDIDATES = 1000  # this many best images of a learned word are re-ordered by diffusion (0: off) ...
-DIFFUSION_MAX_EXAMPLES = 2  # ... while it has at most this many relevant examples
 # how fast learned evidence takes over from the vocabulary prior, by kind of word:
-# weight of the learned score = n / (n + PRIOR_STRENGTH[kind]) for n positive examples
-PRIOR_STRENGTH = {"imagenet": 3.0, "related": 0.25, "unknown": 0.0}
+# weight of the learned score = n / (n + PRIOR_STRENGTH[kind]) for n positive examples. For a word
+# ImageNet does not cover, the vocabulary's classes are only a place to start: once there is an
+# example it takes over (on Caltech-101, one-example P@20 0.766 with strength 0.25, 0.785 with 0)
+PRIOR_STRENGTH = {"imagenet": 3.0, "related": 0.0, "unknown": 0.0}
 
 
 @dataclass
@@ -68,17 +67,6 @@ def _term_of(query: str) -> str:
     if not re.search(r"[a-z]", term):
         raise ValueError(f"the query {query!r} has no letters: type a word such as 'dog' or 'beach'")
     return term
-
-
-class _UnitRows:
-    """Rows of PCA-projected vectors, rescaled to unit length when taken (for cosine graphs)."""
-
-    def __init__(self, vectors: np.ndarray):
-        self.vectors = vectors
-        self.shape = vectors.shape
-
-    def __getitem__(self, rows) -> np.ndarray:
-        return unit_rows(self.vectors[rows])
 
 
 class SearchEngine:
@@ -264,8 +252,8 @@ class SearchEngine:
         weights = np.repeat(resolution.weights, [len(span) for span in spans])
         return np.bincount(matrix.indices[entries], weights=matrix.data[entries] * weights, minlength=len(self.col)).astype(np.float32)
 
-    def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, tuple[list, np.ndarray]]:
-        """The learned classifier of a term (None without positives), its votes, and its taught examples (sha256s, embeddings)."""
+    def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, int]:
+        """The learned classifier of a term (None without positives), its votes, and its number of examples."""
         key = (term, self.feedback.version(term), len(self.col))
         cached = self._models.get(term)
         if cached is not None and cached[0] == key:
@@ -279,7 +267,7 @@ class SearchEngine:
         if positives:
             negatives = np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list()) if (votes["net"] < 0).any() else None
             model = TermClassifier().fit(np.vstack(positives), negatives)
-        result = (model, votes, (example_shas, examples))
+        result = (model, votes, len(examples))
         self._models[term] = (key, result)
         return result
 
@@ -303,60 +291,29 @@ class SearchEngine:
         scores[z < EVIDENCE_Z] = 0.0
         return scores
 
-    def learned_scores(self, model: TermClassifier, net: np.ndarray | None = None, example_shas=(), examples: np.ndarray | None = None) -> np.ndarray:
+    def learned_scores(self, model: TermClassifier, exclude: np.ndarray | None = None) -> np.ndarray:
         """The learned model's scores in (0, 1) over the collection.
 
-        ``net`` holds the net votes per row (rows judged relevant seed the
-        diffusion, rows judged not relevant are left out of the expansion);
-        ``example_shas`` / ``examples`` are the taught examples.
-
-        Three steps. Query expansion: the ``N_EXPANSION`` images closest to the
-        learned direction (not judged non-relevant) are averaged into it,
-        which on Caltech-101 raised one-example P@20 by about 3 points.
-        Calibration: with a handful of examples, cosines of relevant images
-        sit well above the bulk of the collection but far from 1; what matters
-        is how far an image stands out, so cosines become robust z-scores
-        against the whole collection (median, MAD) and an image scores 0.5 at
-        ``CALIBRATION_Z`` robust deviations above the median. Diffusion:
-        while a word has at most ``DIFFUSION_MAX_EXAMPLES`` examples, its
-        ``DIFFUSION_CANDIDATES`` best images are re-ordered by relevance
-        spread from the examples over their nearest-neighbour graph
-        (:mod:`lab.diffusion`), keeping their calibrated score levels. On
-        Caltech-101 that raised one-example P@20 by about 2 points (0.766
-        -> 0.789); with more examples the learned direction already follows
-        the class and diffusion only moved relevant images between pages.
+        Two steps. Query expansion: the ``N_EXPANSION`` images closest to the
+        learned direction (not in ``exclude``, the rows judged not relevant)
+        are averaged into it, which on Caltech-101 raised one-example P@20 by
+        about 3 points. Calibration: with a handful of examples, cosines of
+        relevant images sit well above the bulk of the collection but far
+        from 1; what matters is how far an image stands out, so cosines
+        become robust z-scores against the whole collection (median, MAD) and
+        an image scores 0.5 at ``CALIBRATION_Z`` robust deviations above the
+        median.
         """
         vectors, projection = self.scoring_space()
         direction = model.coef_ if projection is None else model.coef_ @ projection[0]
         decision = vectors @ direction
-        rejected = np.flatnonzero(net < 0) if net is not None else np.zeros(0, np.int64)
         if N_EXPANSION and len(decision) > N_EXPANSION:
             ranked = decision.copy()
-            ranked[rejected] = -np.inf
+            if exclude is not None:
+                ranked[exclude] = -np.inf
             top = np.argpartition(-ranked, N_EXPANSION)[:N_EXPANSION]
             decision = vectors @ (direction + EXPANSION_WEIGHT * vectors[top].mean(axis=0))
-        scores = self._calibrate(decision)
-        if not DIFFUSION_CANDIDATES:
-            return scores
-        # the examples: rows judged relevant, taught images in the collection, and taught images from outside it
-        rows_of = self.rows_of_sha()
-        in_collection = [rows_of.get(sha) for sha in example_shas]
-        positives = np.flatnonzero(net > 0) if net is not None else np.zeros(0, np.int64)
-        positives = np.union1d(positives, [row for rows in in_collection if rows for row in rows]).astype(np.int64)
-        outside = [vector for rows, vector in zip(in_collection, examples if examples is not None else []) if not rows]
-        if 0 < len(positives) + len(outside) <= DIFFUSION_MAX_EXAMPLES:
-            outside = unit_rows(np.asarray(outside)) if outside else None
-            if outside is not None and projection is not None:
-                outside = unit_rows((outside - projection[1]) @ projection[0])
-            scores = rerank_top(
-                vectors if projection is None else _UnitRows(vectors),
-                scores,
-                positives,
-                rejected,
-                outside_positives=outside,
-                n_candidates=DIFFUSION_CANDIDATES,
-            )
-        return scores
+        return self._calibrate(decision)
 
     def _net_votes(self, votes: pd.DataFrame, judged: bool = False) -> np.ndarray:
         """Net votes per collection row (or 1 for every judged row); images judged under any path count."""
@@ -387,13 +344,12 @@ class SearchEngine:
         col = self.col
         n = len(col)
         prior = self.prior_scores(resolution)
-        model, votes, (example_shas, examples) = self.term_model(term)
-        n_examples = len(examples)
+        model, votes, n_examples = self.term_model(term)
         n_positive = int((votes["net"] > 0).sum()) + n_examples
         net = self._net_votes(votes)
         learned = None
         if model is not None and n:
-            learned = self.learned_scores(model, net, example_shas, examples)
+            learned = self.learned_scores(model, exclude=np.flatnonzero(net < 0))
             weight = n_positive / (n_positive + PRIOR_STRENGTH[resolution.kind])
             score = (1.0 - weight) * prior + weight * learned
         elif (votes["net"] < 0).any() and n:

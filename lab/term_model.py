@@ -13,9 +13,9 @@ Measured on Caltech-101 (``scripts/evaluate_caltech.py``):
   against a background sample (P@20 0.70 against 0.65; 0.73 with query
   expansion, see :meth:`lab.search.SearchEngine.learned_scores`);
 * with judged pages, adding the logistic direction found more relevant
-  images in the next pages than Rocchio alone (for a simulated user who
-  taught one example, page-2 precision 0.80 against 0.76), while the
-  logistic direction alone did worse than the sum.
+  images in the next pages than Rocchio alone (a simulated user who taught
+  one example marked 43.4 relevant images in three pages against 42.7),
+  while the logistic direction alone did worse than the sum.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How words are learned: the term classifier, diffusion re-ranking and exploration pages.
+"""How words are learned: the term classifier and exploration pages.
 
 The collection here is the 27 packaged photos plus two crops/flips of each,
 so every photo forms a small group of three real images (a "class").
@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from lab import Collection
-from lab.diffusion import diffusion_scores, rerank_top
 from lab.exploration import Explorer
 from lab.term_model import TermClassifier, logistic_direction, unit_rows
 
@@ -72,36 +71,6 @@ def test_many_judgments_are_thinned_for_the_logistic_part(grouped):
     assert full.uses_logistic_ and thinned.uses_logistic_
     assert not np.allclose(full.coef_, thinned.coef_)
     assert float(full.coef_ @ thinned.coef_) > 0.8  # the same word, seen through fewer examples
-
-
-def test_diffusion_spreads_from_the_example_to_its_group(grouped):
-    col, groups = grouped
-    vectors = unit_rows(col.embeddings)
-    example = int(np.flatnonzero(groups == 5)[0])
-    seeds = np.zeros(len(vectors), np.float32)
-    seeds[example] = 1.0
-    relevance = diffusion_scores(vectors, seeds, n_neighbors=5)
-    others = np.flatnonzero((groups == 5) & (np.arange(len(groups)) != example))
-    strangers = np.flatnonzero(groups != 5)
-    assert relevance[others].min() > np.median(relevance[strangers])
-
-
-def test_rerank_top_reorders_candidates_and_keeps_their_scores(grouped):
-    col, groups = grouped
-    vectors = unit_rows(col.embeddings)
-    example = int(np.flatnonzero(groups == 3)[0])
-    misleading = vectors @ vectors[int(np.flatnonzero(groups == 8)[0])]  # a linear score that favours another group
-    reranked = rerank_top(vectors, misleading, positives=[example], n_candidates=40, n_neighbors=5)
-    np.testing.assert_allclose(np.sort(reranked), np.sort(misleading))  # the same values, handed out again
-    candidates = np.argsort(-misleading)[:40]
-    untouched = np.setdiff1d(np.arange(len(vectors)), np.union1d(candidates, [example]))
-    np.testing.assert_array_equal(reranked[untouched], misleading[untouched])
-    in_candidates = [row for row in np.flatnonzero(groups == 3) if row in set(candidates)]
-    assert in_candidates, "the example's group should be among the 40 candidates"
-    top = np.argsort(-reranked)[: len(in_candidates)]
-    assert set(top) == set(in_candidates)
-    # without examples nothing moves
-    np.testing.assert_array_equal(rerank_top(vectors, misleading, positives=[]), misleading)
 
 
 def test_explorer_shows_one_typical_image_per_group_unfamiliar_groups_first(grouped):
