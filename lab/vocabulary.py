@@ -153,9 +153,10 @@ class Vocabulary:
 @functools.lru_cache(maxsize=1)
 def load_vocabulary() -> Vocabulary:
     """Load the committed vocabulary (once per process)."""
-    data = resources.files("lab").joinpath("data")
-    with data.joinpath("vocabulary.json.gz").open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
-        vocabulary = json.load(f)
-    with data.joinpath("word_neighbours.json.gz").open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
-        neighbours = json.load(f)["neighbours"]
-    return Vocabulary(vocabulary, neighbours)
+    return Vocabulary(_read_data("vocabulary.json.gz"), _read_data("word_neighbours.json.gz")["neighbours"])
+
+
+def _read_data(name: str) -> dict:
+    """A gzipped JSON file committed in ``lab/data``."""
+    with resources.files("lab").joinpath("data", name).open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
+        return json.load(f)
