@@ -11,6 +11,8 @@ import json
 import sys
 
 from . import __version__
+from .neighbors import METRICS
+from .vectors import LAYERS
 
 
 def _print_json(value) -> None:
@@ -57,7 +59,7 @@ def _print_results(frame, args) -> None:
 def _cmd_search(args) -> int:
     from .collection import Collection
 
-    frame = Collection.open(args.collection).search(args.query, k=args.k, offset=args.offset)
+    frame = Collection.open(args.collection).search(args.word, k=args.k, offset=args.offset)
     _print_results(frame, args)
     return 0
 
@@ -79,11 +81,11 @@ def _cmd_judge(args) -> int:
 
     col = Collection.open(args.collection)
     relevant = not args.not_relevant
-    ids = [col.judge(args.query, _row_or_path(image), relevant=relevant, user=args.user) for image in args.images]
+    ids = [col.judge(args.word, _row_or_path(image), relevant=relevant, user=args.user) for image in args.images]
     if args.json:
-        _print_json({"query": args.query, "relevant": relevant, "judgment_ids": ids})
+        _print_json({"word": args.word, "relevant": relevant, "judgment_ids": ids})
     else:
-        print(f"recorded {len(ids)} judgment{'s' if len(ids) != 1 else ''} ({'relevant' if relevant else 'not relevant'}) for '{args.query}'")
+        print(f"recorded {len(ids)} judgment{'s' if len(ids) != 1 else ''} ({'relevant' if relevant else 'not relevant'}) for '{args.word}'")
     return 0
 
 
@@ -147,18 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     command("info", _cmd_info, "show a collection's model, size and schema")
 
     p = command("search", _cmd_search, "find images that show a word")
-    p.add_argument("query", help='a word or phrase, e.g. "dog", "sports car", "beach"')
+    p.add_argument("word", help='a word or phrase, e.g. "dog", "sports car", "beach"')
     p.add_argument("-k", type=int, default=20, help="results per page (default 20)")
     p.add_argument("--offset", type=int, default=0, help="rank of the first result (paging)")
 
     p = command("similar", _cmd_similar, "find images similar to an image (a row id or a path, inside the collection or not)")
     p.add_argument("image", help="row id or image path")
     p.add_argument("-k", type=int, default=20, help="number of results (default 20)")
-    p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean", "manhattan"])
-    p.add_argument("--layer", default="transfer", choices=["transfer", "output"], help="embeddings or class probabilities")
+    p.add_argument("--metric", default="cosine", choices=METRICS)
+    p.add_argument("--layer", default="transfer", choices=list(LAYERS), help="transfer: embeddings; output: class probabilities")
 
     p = command("judge", _cmd_judge, "mark images relevant (or not) to a word")
-    p.add_argument("query")
+    p.add_argument("word")
     p.add_argument("images", nargs="+", help="row ids or paths of images in the collection")
     p.add_argument("--not-relevant", action="store_true", help="mark them not relevant")
     p.add_argument("--user", default=None, help="who is judging")

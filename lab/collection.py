@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,11 @@ import numpy as np
 import pandas as pd
 
 from .chunks import IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, atomic_write_json, merge_chunks, remove_unlisted, write_chunk
+from .feedback import FeedbackStore
 from .image_decoding import find_images
+from .models.base import file_sha256
+from .search.config import SearchConfig
+from .vectors import N_CLASSES
 
 __all__ = ["Collection", "CollectionError", "IndexReport", "SCHEMA_VERSION"]
 
@@ -62,14 +65,6 @@ class IndexReport:
         return "\n".join(lines)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Collection:
     """An on-disk collection of images with their CNN features.
 
@@ -84,15 +79,29 @@ class Collection:
     (1234, (1234, 1280))
     """
 
-    def __init__(self, root: Path, manifest: dict):
+    def __init__(self, root: Path, manifest: dict, config: SearchConfig | None = None):
         self.root = root
         self._manifest = manifest
         self._backbone = None
+        self._feedback: FeedbackStore | None = None
+        self._config = config or SearchConfig()
         self._cache: dict = {}
+
+    @property
+    def config(self) -> SearchConfig:
+        """Tuning of search in this collection (:class:`lab.search.SearchConfig`); assign a new one to change it."""
+        return self._config
+
+    @config.setter
+    def config(self, config: SearchConfig) -> None:
+        if not isinstance(config, SearchConfig):
+            raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
+        self._config = config
+        self._cache.pop("search", None)
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: str | os.PathLike, create: bool = False, model: str | None = None) -> "Collection":
+    def open(cls, path: str | os.PathLike, create: bool = False, model: str | None = None, config: SearchConfig | None = None) -> "Collection":
         """Open the collection at ``path``, or create it.
 
         Parameters
@@ -105,6 +114,8 @@ class Collection:
             Backbone name (see :func:`lab.models.available_models`); default
             ``"efficientnet-lite0"`` for a new collection. For an existing
             one it must match the model the collection was built with.
+        config : SearchConfig, optional
+            Tuning of search (default ``SearchConfig()``); not stored.
 
         Raises
         ------
@@ -134,7 +145,7 @@ class Collection:
                     f"collection {root} holds features from model '{manifest['model']}', not '{model}'; "
                     "features of different models cannot be mixed: use another collection folder for this model"
                 )
-            return cls(root, manifest)
+            return cls(root, manifest, config)
         if not create:
             raise FileNotFoundError(f"no collection at {root} (pass create=True, or run `lab index IMAGES -c {path}`)")
         if root.exists() and any(root.iterdir()):
@@ -151,14 +162,14 @@ class Collection:
             "model": model,
             "weights_checksum": backbone.weights_checksum,
             "embedding_size": backbone.embedding_size,
-            "n_classes": 1000,
+            "n_classes": N_CLASSES,
             "storage_dtype": np.dtype(STORAGE_DTYPE).name,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "chunks": [],
         }
         root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(manifest_path, manifest)
-        col = cls(root, manifest)
+        col = cls(root, manifest, config)
         col._backbone = backbone
         return col
 
@@ -263,19 +274,33 @@ class Collection:
         return info
 
     # ----------------------------------------------------------------- search
-    def _engine(self):
-        if "engine" not in self._cache:
+    @property
+    def feedback(self) -> FeedbackStore:
+        """The collection's judgments and taught examples (``feedback.sqlite``, opened on first use)."""
+        if self._feedback is None:
+            self._feedback = FeedbackStore(self.root / "feedback.sqlite", self._manifest["embedding_size"])
+        return self._feedback
+
+    def _search(self):
+        """The search core of the current collection state (dropped whenever the collection changes)."""
+        if "search" not in self._cache:
+            from .extraction import featurize_image
             from .search import SearchEngine
 
-            self._cache["engine"] = SearchEngine(self)
-        return self._cache["engine"]
+            def featurize(image):
+                return featurize_image(image, self.backbone)
 
-    def search(self, query: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False) -> pd.DataFrame:
-        """Images that show ``query``, best first.
+            self._cache["search"] = SearchEngine(
+                self.embeddings, self.class_probabilities, self.images["sha256"].to_numpy(), self.feedback, featurize, self.config
+            )
+        return self._cache["search"]
+
+    def search(self, word: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False) -> pd.DataFrame:
+        """Images that show ``word``, best first.
 
         Parameters
         ----------
-        query : str
+        word : str
             An English noun or noun phrase ("dog", "sports car", "beach") or a
             word taught through :meth:`judge` / :meth:`teach`.
         k : int
@@ -302,7 +327,7 @@ class Collection:
             ``n_explored`` (rows added by ``explore``) and a ``message`` for
             the user when evidence is thin or absent.
         """
-        return self._engine().search(query, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore)
+        return self._with_paths(self._search().search(word, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore))
 
     def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:
         """The ``k`` images most similar to ``query`` (a reverse image query).
@@ -314,8 +339,9 @@ class Collection:
             image bytes, a PIL image, pixels (H, W, 3) uint8, or a 1-D feature
             vector of the chosen layer. Outside images are not added.
         metric : {"cosine", "euclidean", "manhattan"}
+            See :data:`lab.neighbors.METRICS`.
         layer : {"transfer", "output"}
-            Embeddings or ImageNet class probabilities.
+            Embeddings or ImageNet class probabilities (:data:`lab.vectors.LAYERS`).
 
         Returns
         -------
@@ -323,7 +349,15 @@ class Collection:
             ``id``, ``path``, ``score`` (higher is closer), ``distance``,
             ``reason``; the query image itself is left out.
         """
-        return self._engine().similar(query, k=k, metric=metric, layer=layer)
+        search = self._search()
+        search.check_similar(k, metric, layer)  # before any image is read
+        if not (isinstance(query, np.ndarray) and query.ndim == 1):
+            query = self._query_image(query)
+        return self._with_paths(search.similar(query, k=k, metric=metric, layer=layer))
+
+    def _with_paths(self, frame: pd.DataFrame) -> pd.DataFrame:
+        frame.insert(1, "path", self.images["path"].to_numpy()[frame["id"].to_numpy()] if len(self) else np.array([], str))
+        return frame
 
     def row_of(self, image) -> int | None:
         """The row of an image given as a row id or a path; None for a path that is not in the collection.
@@ -342,6 +376,21 @@ class Collection:
         matches = np.flatnonzero(self.images["path"].to_numpy() == path)
         return int(matches[0]) if len(matches) else None
 
+    def _query_image(self, image):
+        """A query image's features: by row for a row id or a path in the collection, else through the backbone."""
+        if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
+            row = self.row_of(image)
+            return self._search().query_image(row)
+        if isinstance(image, (str, os.PathLike)):
+            path = Path(image).expanduser().resolve()
+            row = self.row_of(path)
+            if row is not None:
+                return self._search().query_image(row, source=str(path))
+            if not path.exists():
+                raise FileNotFoundError(f"no such image: {image}")
+            return self._search().query_image(path, source=str(path))
+        return self._search().query_image(image)
+
     def _image_in_collection(self, image) -> tuple[int, str]:
         if not isinstance(image, (int, np.integer, str, os.PathLike)) or isinstance(image, bool):
             raise TypeError(f"an image must be a row id or a path, got {type(image).__name__}")
@@ -350,8 +399,8 @@ class Collection:
             raise ValueError(f"{image} is not in the collection; index it first, or use teach() for an outside image")
         return row, self.images["path"].iat[row]
 
-    def judge(self, query: str, image, relevant: bool = True, user: str | None = None) -> int:
-        """Record that ``image`` is (or is not) relevant to ``query``.
+    def judge(self, word: str, image, relevant: bool = True, user: str | None = None) -> int:
+        """Record that ``image`` is (or is not) relevant to ``word``.
 
         The judgment is durable when this returns, counts for every user and
         session, and is used by the next :meth:`search` for the word. A user's
@@ -360,7 +409,7 @@ class Collection:
 
         Parameters
         ----------
-        query : str
+        word : str
         image : int or path-like
             Row id or path of an image in the collection.
         relevant : bool
@@ -372,11 +421,10 @@ class Collection:
         int
             The judgment's id.
         """
-        engine = self._engine()
-        term = engine.resolve_term(query).term
+        search = self._search()
+        search.resolve_term(word)  # a bad word is refused before the image is looked up
         row, path = self._image_in_collection(image)
-        sha = self.images["sha256"].iat[row]
-        return engine.feedback.add_judgment(term, sha, path, bool(relevant), user, np.asarray(self.embeddings[row], np.float32))
+        return search.judge(word, row, relevant, user, path=path)
 
     def teach(self, word: str, image, user: str | None = None) -> int:
         """Give an example image of ``word`` (an inverse image query).
@@ -385,19 +433,20 @@ class Collection:
         image, pixels); outside images are not added to the collection.
         Returns the example's id.
         """
-        engine = self._engine()
-        term = engine.resolve_term(word).term
-        found = engine.query_image(image)
-        return engine.feedback.add_example(term, found.sha256, found.source, user, found.embedding)
+        search = self._search()
+        search.resolve_term(word)  # a bad word is refused before the image is read
+        return search.teach(word, self._query_image(image), user)
 
-    def judgments(self, query: str | None = None) -> pd.DataFrame:
+    def judgments(self, word: str | None = None) -> pd.DataFrame:
         """Every judgment (of one word, if given): id, term, sha256, path, relevant, user, created."""
-        store = self._engine().feedback
-        return store.judgments(None if query is None else self._engine().resolve_term(query).term)
+        from .search.keywords import resolve_word
+        from .vocabulary import load_vocabulary
+
+        return self.feedback.judgments(None if word is None else resolve_word(word, load_vocabulary()).term)
 
     def terms(self) -> pd.DataFrame:
         """Words with feedback, with counts: judgments, relevant, not_relevant, examples, users, last_change."""
-        return self._engine().feedback.terms()
+        return self.feedback.terms()
 
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
@@ -426,7 +475,7 @@ class Collection:
         sources: str | os.PathLike | Iterable[str | os.PathLike],
         batch_size: int = 32,
         chunk_size: int = 512,
-        n_workers: int | None = None,
+        n_jobs: int | None = None,
         progress: bool = True,
     ) -> IndexReport:
         """Index image files and folders (recursively) into the collection.
@@ -443,7 +492,7 @@ class Collection:
             Images per network call.
         chunk_size : int
             Images per committed chunk: a killed run loses at most this many.
-        n_workers : int, optional
+        n_jobs : int, optional
             Decoding threads (default: number of CPU cores).
         progress : bool
             Show a progress bar with images per second.
@@ -471,7 +520,7 @@ class Collection:
                         report.unchanged += 1
                         continue
                 to_check.append(path)
-            hashes = self._hash_files(to_check, n_workers)
+            hashes = self._hash_files(to_check, n_jobs)
             by_hash = {sha: i for i, sha in enumerate(self._all_rows()["sha256"])}
             to_extract, to_reuse = [], []
             for path, sha in zip(to_check, hashes):
@@ -491,7 +540,7 @@ class Collection:
                 report.reused = len(to_reuse)
             pending = _PendingChunk()
             bar = tqdm(total=len(to_extract), unit="img", desc="indexing", disable=not progress or not to_extract)
-            for batch in extract_batches(to_extract, self.backbone, batch_size=batch_size, n_workers=n_workers):
+            for batch in extract_batches(to_extract, self.backbone, batch_size=batch_size, n_jobs=n_jobs):
                 report.failed += [{"path": str(r.path), "reason": r.error} for r in batch.failures]
                 pending.extend(batch)
                 while len(pending) >= chunk_size:
@@ -535,14 +584,14 @@ class Collection:
                 self._merge_all(chunks)
             remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
 
-    def _hash_files(self, paths: list[Path], n_workers: int | None) -> list[str | None]:
+    def _hash_files(self, paths: list[Path], n_jobs: int | None) -> list[str | None]:
         def safe_hash(path):
             try:
-                return _sha256(path)
+                return file_sha256(path)
             except OSError:
                 return None
 
-        with ThreadPoolExecutor(max_workers=n_workers or os.cpu_count() or 2) as pool:
+        with ThreadPoolExecutor(max_workers=n_jobs or os.cpu_count() or 2) as pool:
             return list(pool.map(safe_hash, paths))
 
     def _append_chunk(self, images: pd.DataFrame, embeddings: np.ndarray, probabilities: np.ndarray) -> None:

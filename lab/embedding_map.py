@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .term_model import unit_rows
+from .vectors import unit_rows
 
 __all__ = ["EmbeddingMap"]
 
@@ -103,7 +103,7 @@ class EmbeddingMap:
         import matplotlib.pyplot as plt
         from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-        from .panel import thumbnail
+        from .thumbnails import thumbnail
 
         if ax is None:
             _, ax = plt.subplots(figsize=(9, 7))

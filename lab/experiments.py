@@ -6,13 +6,12 @@ collection with ground-truth labels (one label per image path) is all they need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from .evaluate import average_precision, precision_at_k
-from .neighbors import NeighborIndex
+from .neighbors import METRICS, NeighborIndex
+from .vectors import LAYERS, layer_array
 
 __all__ = [
     "CALTECH_QUERY_WORDS",
@@ -184,14 +183,8 @@ def teach_once(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20,
     return pd.DataFrame(rows)
 
 
-@dataclass
-class _Layer:
-    name: str
-    vectors: np.ndarray
-
-
 def query_by_example_table(
-    col, labels: pd.Series, n_queries: int = 1000, seed: int = 0, metrics=("cosine", "euclidean", "manhattan"), approximate: bool = True
+    col, labels: pd.Series, n_queries: int = 1000, seed: int = 0, metrics=METRICS, approximate: bool = True
 ) -> pd.DataFrame:
     """P@5, P@10, P@20 and mAP of query by example for each layer x metric (the original's table).
 
@@ -204,19 +197,19 @@ def query_by_example_table(
     labeled = np.flatnonzero(pd.notna(label_of_row))
     rng = np.random.default_rng(seed)
     queries = rng.choice(labeled, size=min(n_queries, len(labeled)), replace=False)
-    layers = [_Layer("transfer", col.embeddings), _Layer("output", col.class_probabilities)]
     rows = []
     n = len(col)
-    for layer in layers:
+    for layer in LAYERS:
+        vectors = layer_array(col, layer)
         configs = [(metric, "exact") for metric in metrics] + ([("cosine", "ivf")] if approximate else [])
         for metric, algorithm in configs:
-            index = NeighborIndex(metric=metric, algorithm=algorithm).fit(layer.vectors)
+            index = NeighborIndex(metric=metric, algorithm=algorithm).fit(vectors)
             k_search = n if algorithm == "exact" else 100
             precisions = {5: [], 10: [], 20: []}
             aps = []
             for start in range(0, len(queries), 100):
                 block = queries[start : start + 100]
-                _, ranked = index.kneighbors(np.asarray(layer.vectors[block], np.float32), k_search)
+                _, ranked = index.kneighbors(np.asarray(vectors[block], np.float32), k_search)
                 for query, order in zip(block, ranked):
                     order = order[(order != query) & (order >= 0)]
                     hits = label_of_row[order] == label_of_row[query]
@@ -225,7 +218,7 @@ def query_by_example_table(
                     aps.append(average_precision(hits, int((label_of_row == label_of_row[query]).sum()) - 1))
             rows.append(
                 {
-                    "layer": layer.name,
+                    "layer": layer,
                     "metric": metric,
                     "search": "exact" if algorithm == "exact" else f"faiss IVF (top {k_search})",
                     "p@5": np.mean(precisions[5]),

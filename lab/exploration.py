@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .term_model import unit_rows
+from .vectors import unit_rows
 
 __all__ = ["Explorer"]
 

@@ -10,6 +10,7 @@ flat however many files there are.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ import numpy as np
 from .image_decoding import ImageDecodeError, decode_image_with_size
 from .models.base import Backbone
 
-__all__ = ["DecodedImage", "ExtractedBatch", "decode_for_model", "extract_batches"]
+__all__ = ["DecodedImage", "ExtractedBatch", "decode_for_model", "extract_batches", "featurize_image"]
 
 
 @dataclass
@@ -58,8 +59,7 @@ def decode_for_model(path: str | os.PathLike, backbone: Backbone) -> DecodedImag
         record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
         encoded = path.read_bytes()
         record.sha256 = hashlib.sha256(encoded).hexdigest()
-        image, (record.width, record.height) = decode_image_with_size(encoded, min_side=backbone.image_size)
-        record.pixels = backbone.preprocess(image)
+        record.pixels, (record.width, record.height) = _model_input(encoded, backbone)
     except ImageDecodeError as err:
         record.error = str(err)
     except OSError as err:
@@ -69,9 +69,64 @@ def decode_for_model(path: str | os.PathLike, backbone: Backbone) -> DecodedImag
     return record
 
 
-def _decoded_in_order(paths: Iterable, backbone: Backbone, n_workers: int, window: int) -> Iterator[DecodedImage]:
+def _model_input(encoded: bytes, backbone: Backbone) -> tuple[np.ndarray, tuple[int, int]]:
+    """Encoded image bytes -> the backbone's input pixels, and the image's width and height."""
+    image, size = decode_image_with_size(encoded, min_side=backbone.image_size)
+    return backbone.preprocess(image), size
+
+
+def featurize_image(image, backbone: Backbone) -> tuple[np.ndarray, np.ndarray, str]:
+    """Embedding, class probabilities and content hash of one image from outside a collection.
+
+    Parameters
+    ----------
+    image : path-like, bytes, PIL.Image or ndarray
+        An image file, encoded image bytes, a PIL image, or pixels
+        (H, W[, 3]) uint8. A PIL image or pixels are hashed as PNG bytes.
+    backbone : Backbone
+
+    Raises
+    ------
+    OSError
+        For a file that cannot be read.
+    ValueError
+        For bytes that are not a readable image, or an array that is not pixels.
+    TypeError
+        For anything else.
+    """
+    from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        encoded, source = path.read_bytes(), str(path)
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        encoded, source = bytes(image), "uploaded image"
+    elif isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "PNG")
+        encoded, source = buffer.getvalue(), "image"
+    elif isinstance(image, np.ndarray):
+        if not (image.ndim in (2, 3) and image.dtype == np.uint8):
+            raise ValueError(
+                f"an array query must be image pixels (H, W[, 3]) of dtype uint8, got shape {image.shape} and dtype {image.dtype}; "
+                "a 1-D feature vector is a query for similar() only"
+            )
+        buffer = io.BytesIO()
+        Image.fromarray(image).convert("RGB").save(buffer, "PNG")
+        encoded, source = buffer.getvalue(), "pixel array"
+    else:
+        raise TypeError(f"cannot use a {type(image).__name__} as a query image")
+    try:
+        pixels, _ = _model_input(encoded, backbone)
+    except ImageDecodeError as err:
+        raise ValueError(f"cannot use {source} as a query: {err}") from None
+    embeddings, probabilities = backbone.predict(pixels[None])
+    return embeddings[0], probabilities[0], hashlib.sha256(encoded).hexdigest()
+
+
+def _decoded_in_order(paths: Iterable, backbone: Backbone, n_jobs: int, window: int) -> Iterator[DecodedImage]:
     """Decode with a thread pool, yielding in input order with at most ``window`` in flight."""
-    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lab-decode") as pool:
+    with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="lab-decode") as pool:
         pending: deque = deque()
         for path in paths:
             pending.append(pool.submit(decode_for_model, path, backbone))
@@ -85,7 +140,7 @@ def extract_batches(
     paths: Iterable[str | os.PathLike],
     backbone: Backbone,
     batch_size: int = 32,
-    n_workers: int | None = None,
+    n_jobs: int | None = None,
 ) -> Iterator[ExtractedBatch]:
     """Yield the network's outputs batch by batch for a stream of image files.
 
@@ -97,7 +152,7 @@ def extract_batches(
         From :func:`lab.models.load_model`.
     batch_size : int
         Images per network call.
-    n_workers : int, optional
+    n_jobs : int, optional
         Decoding threads; default the number of CPU cores.
 
     Yields
@@ -108,7 +163,7 @@ def extract_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    n_workers = n_workers or os.cpu_count() or 2
+    n_jobs = n_jobs or os.cpu_count() or 2
     good: list[DecodedImage] = []
     failed: list[DecodedImage] = []
 
@@ -119,7 +174,7 @@ def extract_batches(
             image.pixels = None  # release the decoded pixels now
         return ExtractedBatch(list(good), embeddings, probabilities, list(failed))
 
-    for record in _decoded_in_order(paths, backbone, n_workers, window=2 * batch_size + n_workers):
+    for record in _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs):
         (failed if record.error else good).append(record)
         if len(good) == batch_size:
             yield flush()

@@ -16,6 +16,7 @@ import pandas as pd
 from .extraction import extract_batches
 from .image_decoding import find_images
 from .models import load_model
+from .vectors import LAYERS, N_CLASSES, layer_array
 
 __all__ = ["compute_neighbors", "export_features", "export_features_cli", "load_features"]
 
@@ -40,7 +41,7 @@ def export_features(image_path, output_path, layer: str, model: str | None = Non
     dict
         ``{"written": n, "failed": [{"path", "reason"}], "array": path}``.
     """
-    if layer not in ("output", "transfer"):
+    if layer not in LAYERS:
         raise ValueError(f"layer must be 'output' or 'transfer', got {layer!r}")
     from tqdm.auto import tqdm
 
@@ -50,14 +51,14 @@ def export_features(image_path, output_path, layer: str, model: str | None = Non
     with tqdm(total=len(files), unit="img", desc=f"{layer} layer") as bar:
         for batch in extract_batches(files, backbone, batch_size=batch_size):
             names += [str(r.path) for r in batch.images]
-            rows.append(batch.class_probabilities if layer == "output" else batch.embeddings)
+            rows.append(layer_array(batch, layer))
             failed += [{"path": str(r.path), "reason": r.error} for r in batch.failures]
             bar.update(len(batch.images) + len(batch.failures))
-    width = 1000 if layer == "output" else backbone.embedding_size
+    width = N_CLASSES if layer == "output" else backbone.embedding_size
     values = np.concatenate(rows) if rows else np.zeros((0, width), np.float32)
     out = Path(output_path)
     out.mkdir(parents=True, exist_ok=True)
-    array_path = out / ("class_probabilities.npy" if layer == "output" else "embeddings.npy")
+    array_path = out / f"{LAYERS[layer]}.npy"
     np.save(array_path, values.astype(np.float32), allow_pickle=False)
     pd.DataFrame({"image": names}).to_csv(out / "image_names.csv", index=False)
     return {"written": len(names), "failed": failed, "array": str(array_path)}
@@ -67,18 +68,19 @@ def load_features(features_path) -> tuple[np.ndarray, Path]:
     """Read a features ``.npy`` file, or the single ``.npy`` in a folder, without pickle."""
     path = Path(features_path)
     if path.is_dir():
-        candidates = sorted(p for p in path.glob("*.npy") if p.stem in ("embeddings", "class_probabilities"))
+        candidates = sorted(p for p in path.glob("*.npy") if p.stem in LAYERS.values())
         if len(candidates) != 1:
             raise FileNotFoundError(f"{path} must hold exactly one of embeddings.npy / class_probabilities.npy")
         path = candidates[0]
     return np.load(path, allow_pickle=False), path
 
 
-def compute_neighbors(features_path, output_dir, metric: str, n_neighbors: int, n_cores: int = 4) -> dict:
+def compute_neighbors(features_path, output_dir, metric: str, n_neighbors: int, n_jobs: int = 4) -> dict:
     """Exact k-nearest-neighbour table of every image against all others.
 
     Writes ``neighbors.npy`` (n, k) int64 row indices and ``distances.npy``
     (n, k) float32 into ``output_dir``; the image itself is excluded.
+    ``n_jobs`` threads compute distances (-1: all cores), as in scikit-learn.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -87,7 +89,7 @@ def compute_neighbors(features_path, output_dir, metric: str, n_neighbors: int, 
         raise ValueError("n_neighbors must be at least 1")
     if n_neighbors >= len(features):
         raise ValueError(f"n_neighbors must be smaller than the number of images ({len(features)})")
-    index = NearestNeighbors(n_neighbors=n_neighbors + 1, metric=metric, algorithm="brute", n_jobs=n_cores)
+    index = NearestNeighbors(n_neighbors=n_neighbors + 1, metric=metric, algorithm="brute", n_jobs=n_jobs)
     index.fit(features.astype(np.float32))
     distances, neighbors = index.kneighbors(features.astype(np.float32))
     # drop each image itself (normally column 0; with exact duplicates it may sit elsewhere)

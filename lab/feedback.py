@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeedbackStore", "SCHEMA"]
+__all__ = ["FeedbackError", "FeedbackStore", "SCHEMA", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -49,6 +49,10 @@ CREATE INDEX IF NOT EXISTS examples_by_term ON examples (term);
 """
 
 
+class FeedbackError(RuntimeError):
+    """A feedback store cannot be used as asked (written by a newer lab, ...)."""
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
@@ -62,14 +66,16 @@ class FeedbackStore:
         The SQLite file (created if missing).
     embedding_size : int
         Length of the stored embeddings; a mismatch is refused.
+
+    The file is opened (and created) on first use, not by the constructor;
+    a file written by a newer schema version is refused with
+    :class:`FeedbackError`.
     """
 
     def __init__(self, path: str | Path, embedding_size: int):
         self.path = Path(path)
         self.embedding_size = embedding_size
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._ready = False
 
     @contextlib.contextmanager
     def _connect(self):
@@ -78,9 +84,23 @@ class FeedbackStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
+            if not self._ready:
+                self._prepare(db)
             yield db
         finally:
             db.close()
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """Create the tables if missing and check the schema version (once per store object)."""
+        db.executescript(SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        (stored,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if int(stored) > SCHEMA_VERSION:
+            raise FeedbackError(
+                f"{self.path} has feedback schema version {stored}; this lab reads up to {SCHEMA_VERSION}: upgrade lab "
+                "(the file is left as it is)"
+            )
+        self._ready = True
 
     def _blob(self, embedding) -> bytes:
         vector = np.asarray(embedding, dtype="<f4").reshape(-1)
@@ -153,8 +173,11 @@ class FeedbackStore:
             return [], np.zeros((0, self.embedding_size), np.float32)
         return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
 
-    def version(self, term: str) -> tuple[int, int]:
-        """A cheap fingerprint of a term's feedback: changes whenever a row is added."""
+    def version(self, term: str) -> tuple[int, int, int, int]:
+        """A cheap fingerprint of a term's feedback, changing whenever a row is added.
+
+        Judgments (count, last id) and examples (count, last id) of the term.
+        """
         with self._connect() as db:
             j = db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM judgments WHERE term = ?", (term,)).fetchone()
             e = db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM examples WHERE term = ?", (term,)).fetchone()

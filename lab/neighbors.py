@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .vectors import unit_rows
+
 __all__ = ["METRICS", "NeighborIndex"]
 
 METRICS = ("cosine", "euclidean", "manhattan")
@@ -73,8 +75,6 @@ class NeighborIndex:
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.metric == "cosine":
-            from .term_model import unit_rows
-
             vectors = unit_rows(vectors)
         return vectors
 

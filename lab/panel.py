@@ -16,46 +16,21 @@ can be driven and tested from Python as well as from a browser.
 from __future__ import annotations
 
 import html
-import io
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from .image_decoding import ImageDecodeError, decode_image
-from .term_model import unit_rows
+from .neighbors import METRICS
+from .thumbnails import thumbnail
+from .vectors import LAYERS, layer_array, unit_rows
 
-__all__ = ["SearchPanel", "serve", "thumbnail"]
-
-_THUMBNAILS: "OrderedDict[tuple, bytes]" = OrderedDict()
-_PLACEHOLDER = None
-
-
-def thumbnail(path: str, size: int = 160) -> bytes:
-    """JPEG bytes of a thumbnail (cached); a grey tile if the file is unreadable now."""
-    key = (path, size)
-    if key in _THUMBNAILS:
-        _THUMBNAILS.move_to_end(key)
-        return _THUMBNAILS[key]
-    try:
-        image = decode_image(path, min_side=size)
-    except ImageDecodeError:
-        image = Image.new("RGB", (size, size), (200, 200, 200))
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    _THUMBNAILS[key] = buffer.getvalue()
-    if len(_THUMBNAILS) > 4000:
-        _THUMBNAILS.popitem(last=False)
-    return _THUMBNAILS[key]
-
+__all__ = ["SearchPanel", "serve"]
 
 class _Card:
     """One result tile: thumbnail, caption, judge buttons, select box."""
@@ -127,8 +102,9 @@ class SearchPanel:
         self.query_box = w.Text(placeholder="search a word: dog, beach, sports car ...", layout=w.Layout(width="320px"))
         self.search_button = w.Button(description="Search", button_style="primary", icon="search")
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="Similar to an image")
-        self.metric = w.Dropdown(options=["cosine", "euclidean", "manhattan"], value="cosine", description="metric", layout=w.Layout(width="200px"))
-        self.layer = w.Dropdown(options=[("transfer (embedding)", "transfer"), ("output (classes)", "output")], value="transfer", description="layer", layout=w.Layout(width="250px"))
+        self.metric = w.Dropdown(options=list(METRICS), value="cosine", description="metric", layout=w.Layout(width="200px"))
+        layers = [(f"{layer} ({array.replace('_', ' ')})", layer) for layer, array in LAYERS.items()]
+        self.layer = w.Dropdown(options=layers, value="transfer", description="layer", layout=w.Layout(width="250px"))
         self.more_like = w.Button(description="More like selected", icon="images")
         self.teach_word = w.Text(placeholder="word", layout=w.Layout(width="160px"))
         self.teach_button = w.Button(description="Teach word from selected", icon="graduation-cap")
@@ -212,21 +188,21 @@ class SearchPanel:
             self._box_search = (query, time.monotonic())
         self.run_search(query)
 
-    def run_search(self, query: str) -> pd.DataFrame:
+    def run_search(self, word: str) -> pd.DataFrame:
         """Keyword search; shows the first page."""
-        self._busy(f"searching '{query}' ...")
+        self._busy(f"searching '{word}' ...")
         try:
-            results = self.collection.search(query, k=max(self.page_size * 10, 200))
             # thin or rejected evidence: the first page makes room for images to judge
-            first = self.collection.search(query, k=self.page_size, explore=True)
-            if first.attrs["n_explored"]:
-                results = first
+            results = self.collection.search(word, k=self.page_size, explore=True)
+            if not results.attrs["n_explored"]:
+                # the same scores ranked further (the core keeps the word's scores: no second scoring)
+                results = self.collection.search(word, k=max(self.page_size * 10, 200))
         except (ValueError, TypeError) as err:
             self._say(str(err), error=True)
             return pd.DataFrame()
         self.term = results.attrs["term"]
         self.teach_word.value = self.term
-        self._query = ("search", query)
+        self._query = ("search", word)
         self._set_results(results, results.attrs.get("message") or f"{results.attrs['n_matches']:,} images show '{self.term}'")
         return results
 
@@ -297,8 +273,7 @@ class SearchPanel:
             self._say("select one or more results first", error=True)
             return pd.DataFrame()
         col = self.collection
-        vectors = col.embeddings[rows] if self.layer.value == "transfer" else col.class_probabilities[rows]
-        vectors = np.asarray(vectors, np.float32)
+        vectors = np.asarray(layer_array(col, self.layer.value)[rows], np.float32)
         query = unit_rows(vectors).mean(axis=0) if self.metric.value == "cosine" else vectors.mean(axis=0)
         results = self.run_similar(query)
         if len(results):

@@ -16,7 +16,7 @@ def image_grid(paths, captions=None, columns: int = 6, size: float = 2.2):
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from .panel import thumbnail
+    from .thumbnails import thumbnail
 
     paths = list(paths)
     rows = max(1, -(-len(paths) // columns))

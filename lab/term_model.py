@@ -7,29 +7,26 @@ a few judgments both ways, the direction of a class-balanced logistic
 regression (relevant against non-relevant) is added to it. Scoring a
 collection stays one matrix-vector product.
 
-Measured on Caltech-101 (``scripts/evaluate_caltech.py``):
+What it reaches today on Caltech-101 is in ``results/caltech_search_evaluation.md``
+(written by ``scripts/evaluate_caltech.py``). The design was chosen by
+earlier runs of that script, whose tables were replaced since (the README's
+design notes keep their figures):
 
 * with one example, Rocchio beat a class-balanced ridge classifier trained
-  against a background sample (P@20 0.70 against 0.65; 0.73 with query
-  expansion, see :meth:`lab.search.SearchEngine.learned_scores`);
+  against a background sample, and query expansion
+  (:func:`lab.search.keywords.learned_scores`) added to it;
 * with judged pages, adding the logistic direction found more relevant
-  images in the next pages than Rocchio alone (a simulated user who taught
-  one example marked 43.4 relevant images in three pages against 42.7),
-  while the logistic direction alone did worse than the sum.
+  images in the next pages than Rocchio alone, while the logistic direction
+  alone did worse than the sum.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TermClassifier", "logistic_direction", "unit_rows"]
+from .vectors import unit_rows
 
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, as float32 (zero rows stay zero)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+__all__ = ["TermClassifier", "logistic_direction"]
 
 
 def logistic_direction(features: np.ndarray, target: np.ndarray, sample_weight: np.ndarray, C: float = 1.0, n_iterations: int = 50) -> np.ndarray:

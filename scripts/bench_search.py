@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from lab import Collection  # noqa: E402
 from lab.benchmarking import median_ms, memory_mb, rss_mb  # noqa: E402
 from lab.datasets import indexed_dataset  # noqa: E402
+from lab.neighbors import NeighborIndex  # noqa: E402
 
 
 def synthetic_collection(source: Collection, target: Path, n: int) -> Collection:
@@ -58,7 +59,7 @@ def synthetic_collection(source: Collection, target: Path, n: int) -> Collection
 
 def exact_cosine_top(stored: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Exact cosine top-k over a (memory-mapped) matrix, in chunks: no float32 copy of it."""
-    from lab.term_model import unit_rows
+    from lab.vectors import unit_rows
 
     q = unit_rows(queries)
     best_scores = np.full((len(q), k), -np.inf, np.float32)
@@ -110,7 +111,7 @@ def main() -> None:
     memory = memory_mb()  # the collection, its caches and two similar-image indexes, as a user has them
     queries = np.asarray(col.embeddings[np.sort(rng.choice(len(col), 200, replace=False))], np.float32)
     exact = exact_cosine_top(col.embeddings, queries, 11)
-    approx = col._engine()._index("cosine", "transfer").kneighbors(queries, 11)[1]
+    approx = NeighborIndex(metric="cosine").fit(col.embeddings).kneighbors(queries, 11)[1]  # the index col.similar builds
     recall = np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact)])
 
     lines = [

@@ -21,5 +21,5 @@ if __name__ == "__main__":
     parser.add_argument("n_neighbors", type=int)
     parser.add_argument("n_cores", type=int, nargs="?", default=4)
     args = parser.parse_args()
-    result = compute_neighbors(args.features_path, args.output_dir_path, args.distance_metric, args.n_neighbors, args.n_cores)
+    result = compute_neighbors(args.features_path, args.output_dir_path, args.distance_metric, args.n_neighbors, n_jobs=args.n_cores)
     print(f"wrote {result['n_neighbors']} {result['metric']} neighbours of {result['n_images']} images to {result['output_dir']}")

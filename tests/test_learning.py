@@ -13,7 +13,8 @@ import pytest
 
 from lab import Collection
 from lab.exploration import Explorer
-from lab.term_model import TermClassifier, logistic_direction, unit_rows
+from lab.term_model import TermClassifier, logistic_direction
+from lab.vectors import unit_rows
 
 from .conftest import varied_copies
 

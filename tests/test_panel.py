@@ -49,7 +49,7 @@ def test_more_like_selected_and_teach_selected(panel):
     similar = panel.more_like_selected()
     assert len(similar) and not set(similar["id"]) & selected
     # the nearest image to the two cars' mean direction, computed independently
-    from lab.term_model import unit_rows
+    from lab.vectors import unit_rows
 
     unit = unit_rows(panel.collection.embeddings)
     mean = unit_rows(unit[sorted(selected)].mean(axis=0)[None])[0]

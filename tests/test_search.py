@@ -10,6 +10,10 @@ from PIL import Image
 
 from lab import Collection
 from lab.neighbors import NeighborIndex
+from lab.search import SearchConfig, SearchEngine
+from lab.search.keywords import prior_scores, resolve_word
+from lab.search.space import class_matrix
+from lab.vocabulary import load_vocabulary
 from lab.sample_images import label_of
 
 
@@ -77,7 +81,7 @@ def test_a_users_later_judgment_replaces_the_earlier(col):
     cat = [p for p in col.paths if label_of(p) == "cat"][0]
     col.judge("kitty", cat, relevant=False, user="ann")
     col.judge("kitty", cat, relevant=True, user="ann")
-    votes = col._engine().feedback.votes("kitty")
+    votes = col.feedback.votes("kitty")
     assert votes["net"].tolist() == [1]
     assert len(col.judgments("kitty")) == 2
 
@@ -208,32 +212,31 @@ def test_judgments_are_a_dataframe(col):
     assert frame["relevant"].dtype == bool
 
 
-def test_large_collection_scoring_space_gives_the_same_top_result(col, monkeypatch, photo_folder):
-    """Above PCA_THRESHOLD images, word models score PCA-reduced vectors: same answer here."""
-    import lab.search as search
-
+def test_large_collection_scoring_space_gives_the_same_top_result(col, photo_folder):
+    """Above pca_threshold images, word models score PCA-reduced vectors: same answer here."""
     col.teach("chelsea", photo_folder / "cat__chelsea.jpg")
     full = col.search("chelsea", k=3)["path"].tolist()
-    monkeypatch.setattr(search, "PCA_THRESHOLD", 10)
-    monkeypatch.setattr(search, "PCA_DIMENSIONS", 16)
-    reduced_col = Collection.open(col.root)
-    vectors, projection = reduced_col._engine().scoring_space()
-    assert projection is not None and vectors.shape == (27, 16)
+    reduced = SearchConfig(pca_threshold=10, pca_dimensions=16)
+    space = SearchEngine(col.embeddings, col.class_probabilities, col.images["sha256"], col.feedback, config=reduced).scoring_space()
+    assert space.axes_ is not None and space.vectors_.shape == (27, 16)
+    reduced_col = Collection.open(col.root, config=reduced)
     assert reduced_col.search("chelsea", k=3)["path"].iloc[0] == full[0]
+    col.config = reduced  # the same, set on an open collection
+    assert col.search("chelsea", k=3)["path"].iloc[0] == full[0]
 
 
 def test_prior_is_the_probability_mass_on_the_words_classes(col):
     result = col.search("cat", k=1)
     row = int(result["id"].iloc[0])
-    classes = col._engine().resolve_term("cat").classes
+    classes = resolve_word("cat", load_vocabulary()).classes
     exact = float(np.asarray(col.class_probabilities[row], np.float32)[classes].sum())
     assert abs(result["prior"].iloc[0] - exact) < 0.01  # only entries under 0.1% are dropped
 
 
 def test_prior_weighs_classes_as_the_vocabulary_says(col):
-    resolution = col._engine().resolve_term("helicopter")
+    resolution = resolve_word("helicopter", load_vocabulary())
     assert not np.allclose(resolution.weights, 1.0)
-    prior = col._engine().prior_scores(resolution)
+    prior = prior_scores(class_matrix(col.class_probabilities), resolution)
     probabilities = np.asarray(col.class_probabilities, np.float32)[:, resolution.classes]
     probabilities[probabilities < 1e-3] = 0.0  # the sparse matrix drops entries under 0.1%
     np.testing.assert_allclose(prior, probabilities @ resolution.weights, rtol=1e-4, atol=1e-6)
@@ -285,7 +288,7 @@ def test_explore_fills_a_page_with_varied_unjudged_images(col):
     again = col.search("garfield", k=8, explore=True, exclude_judged=True)
     assert int(page["id"].iloc[0]) not in set(again["id"])
     # varied: the collection's two most alike photos never share a page, even one of 20 of its 27 images
-    from lab.term_model import unit_rows
+    from lab.vectors import unit_rows
 
     unit = unit_rows(col.embeddings)
     similarity = unit @ unit.T

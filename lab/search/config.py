@@ -1,0 +1,84 @@
+"""Every tuning value of search in one dataclass, with its default and where it was measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+__all__ = ["SearchConfig"]
+
+# how fast learned evidence takes over from the vocabulary prior, by kind of word: for a word ImageNet
+# does not cover, the vocabulary's classes are only a place to start, and once there is an example it
+# takes over (strength 0 gave a better one-example P@20 than 0.25 in a run of scripts/evaluate_caltech.py,
+# see the README's design notes; today's figure is in results/caltech_search_evaluation.md)
+_PRIOR_STRENGTH = MappingProxyType({"imagenet": 3.0, "related": 0.0, "unknown": 0.0})
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Tuning of keyword search, ranking and exploration for one collection.
+
+    Pass one to :meth:`lab.Collection.open` (``config=SearchConfig(min_score=0.05)``)
+    or set ``col.config``; change one value with :func:`dataclasses.replace`.
+    The defaults are what ``scripts/evaluate_caltech.py`` measured (tables
+    in ``results/caltech_search_evaluation.md``).
+
+    Parameters
+    ----------
+    min_score : float
+        Below this score an image shows no evidence for a word and is not
+        listed (unless judged relevant); a class under this probability is
+        not named in a result's reason.
+    calibration_z : float
+        Robust deviations above the collection's median at which a learned
+        score is 0.5.
+    evidence_z : float
+        A learned score counts as evidence only this many robust deviations
+        above the median (below it the score is 0).
+    pca_threshold : int
+        Above this many images, word models score PCA-reduced embeddings.
+    pca_dimensions : int
+        Principal axes kept above ``pca_threshold``.
+    pca_sample : int
+        Images sampled (seeded) to fit the principal axes.
+    calibration_sample : int
+        Above this many images the median and MAD used for calibration come
+        from a fixed sample of this size (the same answer, far cheaper).
+    block_size : int
+        Rows read at a time from the float16 store when building the scoring
+        space and the class matrix.
+    prior_floor : float
+        Class probabilities under this are dropped from the sparse class
+        matrix; the dropped tail cannot lift an image over ``min_score``.
+    n_expansion : int
+        Query expansion: the images closest to a learned direction averaged
+        into it (0 turns expansion off).
+    expansion_weight : float
+        Weight of that average in the expanded direction.
+    prior_strength : mapping
+        Per kind of word ("imagenet", "related", "unknown"): the learned score
+        weighs ``n / (n + prior_strength[kind])`` against the vocabulary's
+        prior after ``n`` positive examples.
+    example_limit : int
+        When only rejections are known, images are pushed down by their
+        likeness to the latest this many rejected ones.
+    explore_pool_size, explore_n_clusters : int
+        Passed to :class:`lab.exploration.Explorer` (``pool_size``, ``n_clusters``).
+    """
+
+    min_score: float = 0.01
+    calibration_z: float = 4.0
+    evidence_z: float = 2.0
+    pca_threshold: int = 50_000
+    pca_dimensions: int = 256
+    pca_sample: int = 20_000
+    calibration_sample: int = 20_000
+    block_size: int = 50_000
+    prior_floor: float = 1e-3
+    n_expansion: int = 5
+    expansion_weight: float = 0.5
+    prior_strength: Mapping[str, float] = field(default_factory=lambda: _PRIOR_STRENGTH)
+    example_limit: int = 32
+    explore_pool_size: int = 4000
+    explore_n_clusters: int = 100

@@ -1,0 +1,240 @@
+"""Keyword scoring: how much each image shows a word, from the vocabulary's prior and from feedback.
+
+A word's score blends two pieces of evidence:
+
+* the **prior**: the probability mass an image puts on the ImageNet classes
+  the vocabulary maps the word to (:func:`prior_scores`);
+* the **learned score**: a per-word linear model fitted to the judgments and
+  taught examples (:class:`lab.term_model.TermClassifier`), its cosines
+  expanded by the nearest images and calibrated against the collection
+  (:func:`learned_scores`, :func:`calibrate`).
+
+:class:`KeywordScorer` puts them together into :class:`KeywordScores`, which
+ranking (:mod:`lab.search.ranking`) turns into pages. Everything here works
+on plain arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..feedback import FeedbackStore
+from ..term_model import TermClassifier
+from ..vectors import unit_rows
+from ..vocabulary import Resolution, Vocabulary, normalize_term
+from .config import SearchConfig
+from .space import ScoringSpace
+
+__all__ = ["KeywordScorer", "KeywordScores", "calibrate", "learned_scores", "prior_scores", "resolve_word"]
+
+MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation, for normally distributed values
+
+
+def resolve_word(word: str, vocabulary: Vocabulary) -> Resolution:
+    """What the vocabulary knows about a query word; a clear error for one with no letters."""
+    if not isinstance(word, str):
+        raise TypeError(f"a query must be a string, got {type(word).__name__}")
+    term = normalize_term(word)
+    if not term:
+        raise ValueError("the query is empty: type a word such as 'dog' or 'beach'")
+    if not re.search(r"[a-z]", term):
+        raise ValueError(f"the query {word!r} has no letters: type a word such as 'dog' or 'beach'")
+    return vocabulary.resolve(term)
+
+
+def prior_scores(classes, resolution: Resolution) -> np.ndarray:
+    """Probability mass each image puts on the word's ImageNet classes (weighted as the vocabulary says).
+
+    ``classes`` is the sparse column-major matrix of :func:`lab.search.space.class_matrix`.
+    """
+    n = classes.shape[0]
+    if len(resolution.classes) == 0 or n == 0:
+        return np.zeros(n, np.float32)
+    spans = [np.arange(classes.indptr[c], classes.indptr[c + 1]) for c in resolution.classes]
+    entries = np.concatenate(spans) if spans else np.zeros(0, np.int64)
+    weights = np.repeat(resolution.weights, [len(span) for span in spans])
+    return np.bincount(classes.indices[entries], weights=classes.data[entries] * weights, minlength=n).astype(np.float32)
+
+
+def calibrate(decision: np.ndarray, config: SearchConfig) -> np.ndarray:
+    """Cosines -> scores in (0, 1) by robust z-score against the collection.
+
+    An image scores 0.5 at ``config.calibration_z`` robust deviations above
+    the collection's median, and 0 under ``config.evidence_z`` deviations
+    (no evidence). Median and MAD come from a fixed sample above
+    ``config.calibration_sample`` images (the same answer, far cheaper).
+
+    >>> scores = calibrate(np.r_[np.linspace(0, 1, 99), 10.0], SearchConfig())
+    >>> bool(scores[-1] > 0.99), bool((scores[:50] == 0).all())
+    (True, True)
+    """
+    limit = config.calibration_sample
+    sample = decision if len(decision) <= limit else decision[np.random.default_rng(0).integers(0, len(decision), limit)]
+    center = np.median(sample)
+    spread = MAD_TO_SIGMA * np.median(np.abs(sample - center)) + 1e-6
+    z = (decision - center) / spread
+    scores = 1.0 / (1.0 + np.exp(-(z - config.calibration_z)))
+    scores[z < config.evidence_z] = 0.0
+    return scores
+
+
+def learned_scores(space: ScoringSpace, model: TermClassifier, config: SearchConfig, exclude: np.ndarray | None = None) -> np.ndarray:
+    """The learned model's scores in (0, 1) over the collection.
+
+    Two steps. Query expansion: the ``config.n_expansion`` images closest to
+    the learned direction (not in ``exclude``, the rows judged not relevant)
+    are averaged into it (weight ``config.expansion_weight``); see
+    ``results/caltech_search_evaluation.md`` for what learning reaches with
+    it. Calibration (:func:`calibrate`): with a handful of examples, cosines
+    of relevant images sit well above the bulk of the collection but far from
+    1; what matters is how far an image stands out.
+    """
+    vectors = space.vectors_
+    direction = space.project(model.coef_)
+    decision = vectors @ direction
+    n_expansion = config.n_expansion
+    if n_expansion and len(decision) > n_expansion:
+        ranked = decision.copy()
+        if exclude is not None:
+            ranked[exclude] = -np.inf
+        top = np.argpartition(-ranked, n_expansion)[:n_expansion]
+        decision = vectors @ (direction + config.expansion_weight * vectors[top].mean(axis=0))
+    return calibrate(decision, config)
+
+
+def similarity_to(space: ScoringSpace, examples: np.ndarray, config: SearchConfig) -> np.ndarray:
+    """How much each image stands out as like its closest of ``examples`` (the latest ``config.example_limit``), in (0, 1)."""
+    directions = space.project(unit_rows(examples[-config.example_limit :]))
+    return calibrate((space.vectors_ @ directions.T).max(axis=1), config)
+
+
+@dataclass
+class KeywordScores:
+    """Everything known about one word over the collection: scores, votes and the model behind them.
+
+    ``score``, ``prior`` and ``learned`` (None without a model) have one
+    value per image; ``net`` holds each image's net relevance votes and
+    ``judged`` whether anyone judged it (images judged under any path count).
+    """
+
+    resolution: Resolution
+    score: np.ndarray
+    prior: np.ndarray
+    learned: np.ndarray | None
+    net: np.ndarray
+    judged: np.ndarray
+    model: TermClassifier | None
+    votes: pd.DataFrame
+    n_examples: int
+
+    @property
+    def n_images(self) -> int:
+        return len(self.score)
+
+
+class KeywordScorer:
+    """Scores words over one collection's arrays, learning each word from its feedback.
+
+    Parameters
+    ----------
+    class_probabilities : ndarray of shape (n_images, N_CLASSES)
+    sha256 : ndarray of str, shape (n_images,)
+        Content hash of each image: feedback is stored by hash.
+    feedback : FeedbackStore
+    space : ScoringSpace
+        Fitted on the same collection's embeddings.
+    config : SearchConfig
+    """
+
+    def __init__(self, class_probabilities, sha256, feedback: FeedbackStore, space: ScoringSpace, config: SearchConfig):
+        self.class_probabilities = class_probabilities
+        self.sha256 = sha256
+        self.feedback = feedback
+        self.space = space
+        self.config = config
+        self._classes = None
+        self._rows_of_sha: dict | None = None
+        self._models: dict = {}
+        self._last: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.sha256)
+
+    def class_matrix(self):
+        """The sparse class matrix (:func:`lab.search.space.class_matrix`), built on first use."""
+        if self._classes is None:
+            from .space import class_matrix
+
+            self._classes = class_matrix(self.class_probabilities, self.config.prior_floor, self.config.block_size)
+        return self._classes
+
+    def prior_scores(self, resolution: Resolution) -> np.ndarray:
+        return prior_scores(self.class_matrix(), resolution)
+
+    def rows_of_sha(self) -> dict:
+        """Content hash -> the rows holding those bytes (one image may sit under several paths)."""
+        if self._rows_of_sha is None:
+            table: dict = {}
+            for row, sha in enumerate(self.sha256):
+                table.setdefault(sha, []).append(row)
+            self._rows_of_sha = table
+        return self._rows_of_sha
+
+    def net_votes(self, votes: pd.DataFrame, judged: bool = False) -> np.ndarray:
+        """Net votes per row (or 1 for every judged row); images judged under any path count."""
+        net = np.zeros(len(self), np.int64)
+        rows_of = self.rows_of_sha()
+        for sha, vote in votes["net"].items():
+            for row in rows_of.get(sha, []):
+                net[row] = 1 if judged else vote
+        return net
+
+    def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, int]:
+        """The learned classifier of a term (None without positives), its votes, and its number of examples."""
+        key = (term, self.feedback.version(term), len(self))
+        cached = self._models.get(term)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        votes = self.feedback.votes(term)
+        _, examples = self.feedback.examples(term)
+        positives = [np.stack(votes.loc[votes["net"] > 0, "embedding"].to_list())] if (votes["net"] > 0).any() else []
+        if len(examples):
+            positives.append(examples)
+        model = None
+        if positives:
+            negatives = np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list()) if (votes["net"] < 0).any() else None
+            model = TermClassifier().fit(np.vstack(positives), negatives)
+        result = (model, votes, len(examples))
+        self._models[term] = (key, result)
+        return result
+
+    def score(self, resolution: Resolution) -> KeywordScores:
+        """Score every image for a resolved word (the last word's scores are kept until its feedback changes)."""
+        term = resolution.term
+        key = (term, self.feedback.version(term))
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        n = len(self)
+        prior = self.prior_scores(resolution)
+        model, votes, n_examples = self.term_model(term)
+        n_positive = int((votes["net"] > 0).sum()) + n_examples
+        net = self.net_votes(votes)
+        learned = None
+        if model is not None and n:
+            learned = learned_scores(self.space, model, self.config, exclude=np.flatnonzero(net < 0))
+            weight = n_positive / (n_positive + self.config.prior_strength[resolution.kind])
+            score = (1.0 - weight) * prior + weight * learned
+        elif (votes["net"] < 0).any() and n:
+            # only "not relevant" so far: keep the prior, but push down images like the rejected ones
+            rejected = np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list())
+            score = prior * (1.0 - similarity_to(self.space, rejected, self.config))
+        else:
+            score = prior.copy()
+        judged = self.net_votes(votes, judged=True).astype(bool)
+        scores = KeywordScores(resolution, score, prior, learned, net, judged, model, votes, n_examples)
+        self._last = (key, scores)
+        return scores

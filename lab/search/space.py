@@ -1,0 +1,102 @@
+"""The arrays keyword scoring reads: the scoring space of word models and the sparse class matrix.
+
+Both are built once per collection state from its (float16, possibly
+memory-mapped) arrays, a block of rows at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..vectors import N_CLASSES, unit_rows
+
+__all__ = ["ScoringSpace", "class_matrix"]
+
+
+class ScoringSpace:
+    """Vectors the learned word models score, and the projection into them.
+
+    Up to ``pca_threshold`` images: the unit-length embeddings themselves (no
+    projection). Above: the unit embeddings, centred on their mean, projected
+    on their top ``pca_dimensions`` principal axes (fitted on a seeded sample
+    of ``sample_size``), computed ``block_size`` rows at a time straight from
+    the float16 store, which makes scoring a word several times cheaper in
+    time and memory at 100,000+ images.
+
+    Parameters
+    ----------
+    pca_threshold, pca_dimensions, sample_size, block_size : int
+        See :class:`lab.search.SearchConfig` (``pca_*``, ``pca_sample``, ``block_size``).
+
+    Attributes
+    ----------
+    vectors_ : ndarray of shape (n_images, d) or (n_images, pca_dimensions), float32
+    axes_ : ndarray of shape (d, pca_dimensions) or None
+        Principal axes, None when the embeddings are used as they are.
+    mean_ : ndarray of shape (d,) or None
+        Mean of the sampled unit embeddings (subtracted before projecting).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> space = ScoringSpace(pca_threshold=50, pca_dimensions=4).fit(rng.normal(size=(100, 8)))
+    >>> space.vectors_.shape, space.project(np.ones((2, 8))).shape
+    ((100, 4), (2, 4))
+    """
+
+    def __init__(self, pca_threshold: int = 50_000, pca_dimensions: int = 256, sample_size: int = 20_000, block_size: int = 50_000):
+        self.pca_threshold = pca_threshold
+        self.pca_dimensions = pca_dimensions
+        self.sample_size = sample_size
+        self.block_size = block_size
+
+    def fit(self, embeddings: np.ndarray) -> "ScoringSpace":
+        """Build the scoring vectors of ``embeddings`` (n_images, d)."""
+        n = len(embeddings)
+        if n <= self.pca_threshold:
+            self.vectors_, self.axes_, self.mean_ = unit_rows(embeddings), None, None
+            return self
+        rng = np.random.default_rng(0)
+        sample = unit_rows(embeddings[np.sort(rng.choice(n, size=min(n, self.sample_size), replace=False))])
+        mean = sample.mean(axis=0)
+        # principal axes of the centred unit vectors
+        _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+        axes = np.ascontiguousarray(vt[: self.pca_dimensions].T, dtype=np.float32)  # (d, r)
+        projected = np.empty((n, axes.shape[1]), np.float32)
+        block = self.block_size
+        for start in range(0, n, block):
+            projected[start : start + block] = (unit_rows(embeddings[start : start + block]) - mean) @ axes
+        self.vectors_, self.axes_, self.mean_ = projected, axes, mean
+        return self
+
+    def project(self, directions: np.ndarray) -> np.ndarray:
+        """Directions in embedding space (d,) or (m, d) -> directions in the scoring space.
+
+        A direction is projected without centring: its dot products with the
+        scoring vectors then differ from those with the unit embeddings by the
+        same constant for every image, so rankings are kept.
+        """
+        return directions if self.axes_ is None else directions @ self.axes_
+
+
+def class_matrix(class_probabilities: np.ndarray, floor: float = 1e-3, block_size: int = 50_000):
+    """Class probabilities as a sparse (column-major) float32 matrix, entries below ``floor`` dropped.
+
+    A word's prior is then one sparse matrix-vector product; the dropped tail
+    (classes an image gives under 0.1% each at the default floor) cannot lift
+    an image over :attr:`SearchConfig.min_score <lab.search.SearchConfig>` on its own.
+
+    >>> class_matrix(np.array([[0.5, 0.0005, 0.4995]]), floor=1e-3).toarray().round(4).tolist()
+    [[0.5, 0.0, 0.4995]]
+    """
+    from scipy import sparse
+
+    blocks = []
+    for start in range(0, len(class_probabilities), block_size):
+        block = np.array(class_probabilities[start : start + block_size], np.float32)  # a copy: the input stays as it is
+        block[block < floor] = 0.0
+        blocks.append(sparse.csr_matrix(block))
+    # column-major, so a word's prior reads only its classes' entries
+    if not blocks:
+        return sparse.csc_matrix((0, N_CLASSES), dtype=np.float32)
+    return sparse.vstack(blocks, format="csc")

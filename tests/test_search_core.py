@@ -1,0 +1,216 @@
+"""The search core on synthetic arrays: ranking, feedback, exploration, calibration; no TensorFlow.
+
+These run in seconds. Behaviour on real photos is tested in test_search.py
+and test_learning.py.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab.exploration import Explorer
+from lab.feedback import FeedbackError, FeedbackStore
+from lab.search import SearchConfig, SearchEngine
+from lab.search.keywords import KeywordScores, calibrate
+from lab.search.ranking import eligible_rows, n_to_explore, ranked_page, with_exploration
+from lab.vocabulary import Resolution, load_vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
+D = 16  # embedding size of the synthetic collections
+
+
+def scores_of(score, net=None, model=None, judged=None) -> KeywordScores:
+    score = np.asarray(score, np.float64)
+    net = np.zeros(len(score), np.int64) if net is None else np.asarray(net, np.int64)
+    judged = net != 0 if judged is None else np.asarray(judged, bool)
+    return KeywordScores(Resolution("word", "imagenet"), score, score, None, net, judged, model, pd.DataFrame({"net": []}), 0)
+
+
+# ---------------------------------------------------------------- ranking
+def test_ranking_puts_judged_relevant_first_hides_rejected_and_unevidenced():
+    s = scores_of([0.9, 0.005, 0.5, 0.7, 0.0, 0.3], net=[0, 0, -1, 0, 2, 1])
+    candidates = eligible_rows(s, min_score=0.01)
+    assert candidates.tolist() == [0, 3, 4, 5]  # 1 has no evidence, 2 was rejected
+    assert ranked_page(candidates, s, k=10).tolist() == [4, 5, 0, 3]  # more net votes first, then score
+    assert eligible_rows(s, 0.01, exclude_judged=True).tolist() == [0, 3]
+
+
+def _paged(s):
+    candidates = eligible_rows(s, 0.01)
+    whole = ranked_page(candidates, s, k=len(candidates))
+    pages = np.concatenate([ranked_page(candidates, s, k=20, offset=o) for o in range(0, len(candidates), 20)])
+    return whole, pages
+
+
+def test_pages_split_one_ranking():
+    rng = np.random.default_rng(0)
+    s = scores_of(rng.uniform(0, 1, 500), net=rng.choice([0, 0, 0, 1, -1], 500))
+    whole, pages = _paged(s)
+    assert pages.tolist() == whole.tolist()
+    key = np.maximum(s.net[whole], 0) * 2.0 + s.score[whole]
+    assert (np.diff(key) < 0).all()
+
+
+def test_exact_ties_within_a_ranking_go_by_row():
+    s = scores_of([0.5, 0.7, 0.5, 0.5, 0.7])
+    assert ranked_page(np.arange(5), s, k=5).tolist() == [1, 4, 0, 2, 3]
+
+
+@pytest.mark.xfail(strict=True, reason="known: argpartition picks arbitrary rows among exact ties at a page boundary (left as it is: no behaviour change in this refactor)")
+def test_exact_ties_across_a_page_boundary_go_by_row():
+    rng = np.random.default_rng(0)
+    whole, pages = _paged(scores_of(np.round(rng.uniform(0, 1, 500), 1)))
+    assert pages.tolist() == whole.tolist()
+
+
+def test_exploring_fills_what_evidence_leaves_and_half_a_rejected_page():
+    s = scores_of([0.5, 0.4, 0.0, 0.0, 0.0, 0.0])
+    assert n_to_explore(s, k=4, n_ranked=2) == 2
+    assert n_to_explore(s, k=4, n_ranked=4) == 0
+    rejected = scores_of(np.full(10, 0.5), net=[-1] * 4 + [0] * 6)
+    assert n_to_explore(rejected, k=4, n_ranked=4) == 2
+    learned = scores_of([0.5, 0.0], model=object())
+    assert n_to_explore(learned, k=4, n_ranked=1) == 0
+    calls = []
+
+    def propose(n, avoid):
+        calls.append((n, avoid.tolist()))
+        return np.arange(100, 100 + n)
+
+    page, explored = with_exploration(np.array([0, 1]), scores_of([0.5, 0.4, 0.0], net=[0, 0, -1]), 4, propose)
+    assert page.tolist() == [0, 1, 100, 101] and explored.tolist() == [100, 101]
+    assert calls == [(2, [0, 1, 2])]  # judged rows and the rows kept are avoided
+
+
+# ------------------------------------------------------------ calibration
+def test_calibration_scores_how_far_an_image_stands_out():
+    rng = np.random.default_rng(0)
+    decision = rng.normal(0.2, 0.05, 1000)
+    config = SearchConfig()
+    z = (decision - np.median(decision)) / (1.4826 * np.median(np.abs(decision - np.median(decision))))
+    scores = calibrate(decision, config)
+    assert (scores[z < config.evidence_z] == 0).all() and (scores[z >= config.evidence_z] > 0).all()
+    # a logistic curve of the robust z-score, 0.5 at calibration_z deviations above the median
+    shown = z >= config.evidence_z
+    np.testing.assert_allclose(scores[shown], 1 / (1 + np.exp(-(z[shown] - config.calibration_z))), rtol=1e-3)
+    order = np.argsort(decision)
+    assert (np.diff(scores[order]) >= 0).all()
+    # shifting and scaling every cosine changes nothing: only standing out counts
+    np.testing.assert_allclose(calibrate(3 * decision + 1, config), scores, rtol=1e-3)
+
+
+# --------------------------------------------------------------- feedback
+def test_feedback_store_counts_each_users_latest_vote(tmp_path):
+    store = FeedbackStore(tmp_path / "feedback.sqlite", D)
+    assert not (tmp_path / "feedback.sqlite").exists()  # opened on first use only
+    e = np.ones(D, np.float32)
+    store.add_judgment("cat", "a", "/a.jpg", False, "ann", e)
+    store.add_judgment("cat", "a", "/a.jpg", True, "ann", e)  # replaces ann's first vote
+    store.add_judgment("cat", "a", "/a.jpg", True, "bob", e)
+    store.add_judgment("cat", "b", "/b.jpg", False, "bob", e)
+    votes = store.votes("cat")
+    assert votes["net"].to_dict() == {"a": 2, "b": -1}
+    assert store.version("cat") == (4, 4, 0, 0)
+    with pytest.raises(ValueError, match=str(D)):
+        store.add_example("cat", "c", None, None, np.ones(3))
+
+
+def test_a_newer_feedback_schema_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "feedback.sqlite"
+    FeedbackStore(path, D).terms()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(FeedbackError, match="schema version 99"):
+        FeedbackStore(path, D).votes("cat")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta").fetchone() == ("99",)
+
+
+# ------------------------------------------------------------ exploration
+def test_explorer_shows_one_image_per_group_away_from_avoided_ones():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, D))
+    group = np.repeat(np.arange(6), 30)
+    vectors = (centres[group] + 0.05 * rng.normal(size=(len(group), D))).astype(np.float32)
+    explorer = Explorer(pool_size=1000, n_clusters=6).fit(vectors)
+    shown = explorer.propose(6, np.zeros(0, np.int64), vectors)
+    assert sorted(group[shown].tolist()) == list(range(6))
+    avoid = np.flatnonzero(group == group[shown[0]])[:3]
+    again = explorer.propose(5, avoid, vectors)
+    assert not set(again) & set(avoid) and group[shown[0]] not in set(group[again])
+
+
+# ---------------------------------------------------- the core end to end
+@pytest.fixture()
+def engine(tmp_path):
+    """A synthetic collection: 200 images, 40 of them showing a cat class, a featurize that knows one outside image."""
+    rng = np.random.default_rng(0)
+    vocabulary = load_vocabulary()
+    cat_class = int(vocabulary.resolve("cat").classes[0])
+    n = 200
+    embeddings = rng.normal(size=(n, D)).astype(np.float16)
+    embeddings[:40] += 3.0  # the cats look alike
+    probabilities = rng.dirichlet(np.full(1000, 0.05), n).astype(np.float32)
+    probabilities[:40, cat_class] += 0.5
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    sha256 = np.array([f"{i:064x}" for i in range(n)])
+    outside = np.asarray(embeddings[0], np.float32) + 0.01
+
+    def featurize(image):
+        assert image == "outside.jpg"
+        return outside, probabilities[0], "f" * 64
+
+    return SearchEngine(embeddings, probabilities.astype(np.float16), sha256, FeedbackStore(tmp_path / "f.sqlite", D), featurize)
+
+
+def test_core_keyword_search_and_feedback_on_arrays(engine):
+    page = engine.search("cats", k=20)
+    assert (page["id"] < 40).all() and page.attrs["term"] == "cat" and page.attrs["n_matches"] >= 20
+    assert "path" not in page.columns  # paths belong to the collection
+    engine.judge("cat", 150, relevant=True, user="ann")
+    engine.judge("cat", int(page["id"].iloc[0]), relevant=False, user="ann")
+    again = engine.search("cat", k=20)
+    assert again["id"].iloc[0] == 150 and int(page["id"].iloc[0]) not in set(again["id"])
+    # an unknown word taught with an outside image finds the images like it
+    assert len(engine.search("zorblax")) == 0
+    engine.teach("zorblax", engine.query_image("outside.jpg"))
+    taught = engine.search("zorblax", k=10)
+    assert (taught["id"] < 40).all() and taught["learned"].notna().all()
+
+
+def test_core_query_by_example_leaves_the_query_out(engine):
+    result = engine.similar(3, k=5)
+    assert 3 not in set(result["id"]) and (result["id"] < 40).all()
+    assert result.attrs["query"] == "row 3"
+    with pytest.raises(ValueError, match="metric"):
+        engine.similar(3, metric="hamming")
+
+
+def test_config_is_per_engine(engine):
+    strict = SearchEngine(engine.embeddings, engine.class_probabilities, engine.sha256, engine.feedback, config=replace(SearchConfig(), min_score=0.4))
+    assert strict.search("cat", k=200).attrs["n_matches"] < engine.search("cat", k=200).attrs["n_matches"]
+
+
+def test_the_core_layer_never_imports_tensorflow():
+    code = (
+        "import sys, numpy as np\n"
+        "from lab.search import SearchEngine\n"
+        "from lab.feedback import FeedbackStore\n"
+        "from lab.exploration import Explorer\n"
+        "import tempfile, pathlib\n"
+        "rng = np.random.default_rng(0)\n"
+        "e = SearchEngine(rng.normal(size=(50, 8)), rng.dirichlet(np.ones(1000), 50), [str(i) for i in range(50)],\n"
+        "                 FeedbackStore(pathlib.Path(tempfile.mkdtemp()) / 'f.sqlite', 8))\n"
+        "e.judge('dog', 0, True); e.search('dog', k=5, explore=True); e.similar(0, k=3)\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
