@@ -12,11 +12,11 @@ the whole collection (results beyond the list count as misses).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["average_precision", "mean_average_precision", "precision_at_k", "recall_at_k"]
+__all__ = ["average_precision", "precision_at_k"]
 
 
 def _as_bool(relevance) -> np.ndarray:
@@ -28,13 +28,6 @@ def precision_at_k(relevance: Sequence, k: int) -> float:
     if k < 1:
         raise ValueError("k must be at least 1")
     return float(_as_bool(relevance)[:k].sum()) / k
-
-
-def recall_at_k(relevance: Sequence, k: int, n_relevant: int) -> float:
-    """Fraction of all ``n_relevant`` relevant items found in the first ``k`` results."""
-    if n_relevant < 1:
-        raise ValueError("n_relevant must be at least 1")
-    return float(_as_bool(relevance)[:k].sum()) / n_relevant
 
 
 def average_precision(relevance: Sequence, n_relevant: int | None = None) -> float:
@@ -49,10 +42,3 @@ def average_precision(relevance: Sequence, n_relevant: int | None = None) -> flo
         return 0.0
     ranks = np.flatnonzero(hits) + 1
     return float((np.arange(1, len(ranks) + 1) / ranks).sum() / n_relevant)
-
-
-def mean_average_precision(relevances: Iterable[Sequence], n_relevants: Iterable[int] | None = None) -> float:
-    """Mean of :func:`average_precision` over queries."""
-    relevances = list(relevances)
-    counts = [None] * len(relevances) if n_relevants is None else list(n_relevants)
-    return float(np.mean([average_precision(r, n) for r, n in zip(relevances, counts)])) if relevances else 0.0

@@ -76,10 +76,8 @@ class Vocabulary:
     """The WordNet -> ImageNet mapping; use :func:`load_vocabulary`."""
 
     def __init__(self, data: dict, neighbours: dict | None = None):
-        self._data = data
         self._neighbours = neighbours or {}
         self.class_names = [c["name"] for c in data["classes"]]
-        self.class_wnids = [c["wnid"] for c in data["classes"]]
         self._words = data["words"]
         self._senses = data["senses"]
         self._plurals = data["plural_exceptions"]

@@ -11,7 +11,7 @@ from lab.sample_images import reference_images
 REFERENCE = Path(__file__).parent / "data" / "reference_logits.npz"
 
 # ImageNet-1k indices
-CATS = {281, 282, 283, 284, 285, 286, 287}  # tabby ... Egyptian cat, plus lynx/cougar big-cat neighbours excluded
+CATS = {281, 282, 283, 284, 285, 286, 287}  # tabby ... Egyptian cat (281-285), plus cougar (286) and lynx (287), the wild cats next to them
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 FLOWERS = {985, 986}  # daisy, yellow lady's slipper
 
@@ -91,6 +91,24 @@ def test_keras_application_offline_names_the_missing_weights(tmp_path, monkeypat
     assert "inception_v3_weights_tf_dim_ordering_tf_kernels.h5" in message
     assert str(tmp_path / "models") in message
     assert "efficientnet-lite0" in message
+
+
+def test_keras_application_download_is_checked_against_kerass_hash(tmp_path, monkeypatch):
+    import keras.utils
+
+    from lab.models.keras_applications import KERAS_APP_SPECS, load_keras_application
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    asked = {}
+
+    def offline(*args, **kwargs):
+        asked.update(kwargs)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(WeightsUnavailableError):
+        load_keras_application(KERAS_APP_SPECS["inception-v3"])
+    assert asked["file_hash"] == "9a0d58056eeedaa3f26cb7ebd46da564"
 
 
 def test_inception_v3_wiring_gives_2048_d_transfer_layer_and_probabilities():

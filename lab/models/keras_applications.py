@@ -24,6 +24,7 @@ class KerasAppSpec:
     image_size: int
     weights_filename: str
     weights_url: str
+    file_hash: str | None  # the MD5 keras.applications itself checks the download against (None: Keras publishes none)
 
 
 _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -32,21 +33,25 @@ KERAS_APP_SPECS = {
         "inception-v3", "inception_v3", "InceptionV3", 299,
         "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
         _GCS + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        "9a0d58056eeedaa3f26cb7ebd46da564",
     ),
     "resnet50": KerasAppSpec(
         "resnet50", "resnet50", "ResNet50", 224,
         "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
         _GCS + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        "2cb95161c43110f7111970584f804107",
     ),
     "mobilenet-v2": KerasAppSpec(
         "mobilenet-v2", "mobilenet_v2", "MobileNetV2", 224,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
         _GCS + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+        None,
     ),
     "efficientnet-b0": KerasAppSpec(
         "efficientnet-b0", "efficientnet", "EfficientNetB0", 224,
         "efficientnetb0.h5",
         "https://storage.googleapis.com/keras-applications/efficientnetb0.h5",
+        "902e53a9f72be733fc0bcb005b3ebbac",
     ),
 }
 
@@ -98,7 +103,7 @@ def load_keras_application(spec: KerasAppSpec) -> Backbone:
         try:
             from keras.utils import get_file
 
-            get_file(spec.weights_filename, spec.weights_url, cache_dir=str(path.parent.parent), cache_subdir="models")
+            get_file(spec.weights_filename, spec.weights_url, cache_dir=str(path.parent.parent), cache_subdir="models", file_hash=spec.file_hash)
         except Exception as err:  # any network failure: offline, proxy, DNS ...
             raise WeightsUnavailableError(
                 f"model '{spec.name}' needs the ImageNet weights file {spec.weights_filename}, "

@@ -41,7 +41,7 @@ class SimilarImages:
     --------
     >>> vectors = np.eye(3, dtype=np.float32)
     >>> rows, distances, _ = SimilarImages({"transfer": vectors}).kneighbors(vectors[0], 2, "euclidean", "transfer", exclude=0)
-    >>> rows.tolist(), distances.round(3).tolist()
+    >>> rows.tolist(), [round(float(d), 3) for d in distances]
     ([1, 2], [1.414, 1.414])
     """
 
