@@ -43,9 +43,12 @@ def unpack_dataset(name: str, target: str | os.PathLike) -> Path:
     if not done.exists():
         target.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
+            tops = {Path(member.name).parts[0] for member in tar.getmembers() if member.name not in ("", ".")}
             tar.extractall(target, filter="data")
-        done.touch()
-    folders = [p for p in target.iterdir() if p.is_dir() and (p / "labels.csv").exists()]
+        done.write_text("\n".join(sorted(tops)))
+    # the folders this archive unpacked (several datasets may share ``target``)
+    tops = done.read_text().split() or [p.name for p in target.iterdir() if p.is_dir()]
+    folders = [target / top for top in tops if (target / top / "labels.csv").exists()]
     if len(folders) != 1:
         raise DatasetMissingError(f"{archive} did not unpack to one folder with labels.csv")
     return folders[0]
