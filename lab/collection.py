@@ -295,7 +295,7 @@ class Collection:
             )
         return self._cache["search"]
 
-    def search(self, word: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False) -> pd.DataFrame:
+    def search(self, word: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False, exclude=None) -> pd.DataFrame:
         """Images that show ``word``, best first.
 
         Parameters
@@ -310,12 +310,16 @@ class Collection:
         exclude_judged : bool
             Leave out images already judged for this word.
         explore : bool
-            While nothing is learned about the word and the evidence does not
-            fill the page, or a page's worth of it was judged not relevant,
-            fill the page (at least half of it in the second case) with
-            typical images of groups unlike any judged so far (reason
-            "exploring: ...", see :mod:`lab.exploration`), so a user can find
-            first examples.
+            For a user judging pages (:class:`lab.session.SearchSession`):
+            every page is full. While no image is known to show the word, its
+            evidence is interleaved with typical images of groups unlike any
+            judged so far (reason "exploring: ...", see :mod:`lab.exploration`),
+            the evidence's share falling with each rejection
+            (:func:`lab.search.ranking.prior_share`); once the word is learned,
+            the page goes on in the learned order after the evidence runs out.
+            A page is always a slice of one ranking: ``k`` never changes it.
+        exclude : array of int, optional
+            Rows to leave out as if judged (the pages a session has shown).
 
         Returns
         -------
@@ -327,7 +331,7 @@ class Collection:
             ``n_explored`` (rows added by ``explore``) and a ``message`` for
             the user when evidence is thin or absent.
         """
-        return self._with_paths(self._search().search(word, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore))
+        return self._with_paths(self._search().search(word, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore, exclude=exclude))
 
     def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:
         """The ``k`` images most similar to ``query`` (a reverse image query).

@@ -105,13 +105,15 @@ def simulate_feedback(
     user: str = "simulated",
     teach_first: bool = False,
     seed: int = 0,
-    explore: bool = False,
+    explore: bool = True,
 ) -> pd.DataFrame:
-    """A simulated user judges every result page; precision of the k best not-yet-judged results per round.
+    """A simulated user judges every page a :class:`lab.session.SearchSession` shows, as a panel user would.
 
     Round 0 is the first page before any feedback. After each round the user
     marks each shown image relevant or not (from the labels), and the next
-    round shows the k best images not judged yet. With ``teach_first`` the
+    round shows the session's next page: the panel's paging, same code path.
+    With ``explore=False`` the page is instead the k best images with
+    evidence not judged yet (no exploration, pages may be short). With ``teach_first`` the
     user first teaches the word with one random image of its class (which
     then counts as judged).
 
@@ -128,19 +130,23 @@ def simulate_feedback(
         show a lower ``precision`` in a later round simply because it found
         more of a small class earlier; ``found`` does not have that problem).
     """
+    from .session import SearchSession
+
     rng = np.random.default_rng(seed)
     rows = []
     for word, classes in words.items():
         relevant = _relevant_mask(col, labels, classes)
         judged = np.zeros(len(relevant), bool)
         found = 0
+        session = SearchSession(col, word, page_size=k, user=user)
         if teach_first:
             example = int(rng.choice(np.flatnonzero(relevant)))
             col.teach(word, example, user=user)
             col.judge(word, example, True, user=user)
+            session.skip([example])
             judged[example] = True
         for round_ in range(rounds + 1):
-            page = col.search(word, k=k, exclude_judged=True, explore=explore)
+            page = session.next_page() if explore else col.search(word, k=k, exclude_judged=True)
             ids = page["id"].to_numpy()
             first_page = col.search(word, k=k)["id"].to_numpy()
             achievable = min(k, int((relevant & ~judged).sum())) / k
@@ -158,9 +164,8 @@ def simulate_feedback(
                     "shown": len(ids),
                 }
             )
-            for row in ids:
-                col.judge(word, int(row), bool(relevant[row]), user=user)
-                judged[row] = True
+            session.judge(ids, relevant[ids])
+            judged[ids] = True
     return pd.DataFrame(rows)
 
 

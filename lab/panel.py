@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .neighbors import METRICS
+from .session import SearchSession
 from .thumbnails import thumbnail
 from .vectors import LAYERS, layer_array, unit_rows
 
@@ -95,6 +96,7 @@ class SearchPanel:
         self.user = user or f"session-{uuid.uuid4().hex[:8]}"
         self.size = thumbnail_size
         self.results = pd.DataFrame()
+        self.session: SearchSession | None = None  # the keyword pages being judged, None for query by example
         self.term: str | None = None
         self.page = 0
         self._query = None  # what the current results answer: ("search", word) or ("similar", vector)
@@ -192,14 +194,13 @@ class SearchPanel:
         """Keyword search; shows the first page."""
         self._busy(f"searching '{word}' ...")
         try:
-            # thin or rejected evidence: the first page makes room for images to judge
-            results = self.collection.search(word, k=self.page_size, explore=True)
-            if not results.attrs["n_explored"]:
-                # the same scores ranked further (the core keeps the word's scores: no second scoring)
-                results = self.collection.search(word, k=max(self.page_size * 10, 200))
+            # the pages a user judges: the same session the simulated user of `lab evaluate` drives
+            session = SearchSession(self.collection, word, page_size=self.page_size, user=self.user)
+            results = session.next_page()
         except (ValueError, TypeError) as err:
             self._say(str(err), error=True)
             return pd.DataFrame()
+        self.session = session
         self.term = results.attrs["term"]
         self.teach_word.value = self.term
         self._query = ("search", word)
@@ -215,6 +216,7 @@ class SearchPanel:
             self._say(str(err), error=True)
             return pd.DataFrame()
         self.term = None
+        self.session = None
         self._query = ("similar", image)
         self._set_results(results, f"images most similar to {results.attrs['query']} ({self.metric.value}, {self.layer.value} layer)")
         return results
@@ -231,9 +233,19 @@ class SearchPanel:
         self._message = message
         self.show_page(0)
 
+    def _can_fetch(self) -> bool:
+        """Whether a keyword session may have another page (its last one was full)."""
+        return self.session is not None and len(self.session.pages_[-1]) == self.page_size
+
     def show_page(self, page: int) -> None:
-        """Show page ``page`` (0-based) of the current results."""
+        """Show page ``page`` (0-based) of the current results; past the last one, a keyword session's next page."""
         n_pages = max(1, -(-len(self.results) // self.page_size))
+        if page >= n_pages and self._can_fetch():
+            # the next page learns from what was judged on the pages before it
+            more = self.session.next_page()
+            if len(more):
+                self.results = pd.concat([self.results, more], ignore_index=True)
+                n_pages = -(-len(self.results) // self.page_size)
         self.page = min(max(page, 0), n_pages - 1)
         start = self.page * self.page_size
         shown = self.results.iloc[start : start + self.page_size]
@@ -246,9 +258,10 @@ class SearchPanel:
                 self.progress.value = slot + 1
             else:
                 card.hide()
-        self.page_label.value = f"&nbsp;page {self.page + 1} / {n_pages}&nbsp;"
+        more = "+" if self._can_fetch() else ""
+        self.page_label.value = f"&nbsp;page {self.page + 1} / {n_pages}{more}&nbsp;"
         self.previous.disabled = self.page == 0
-        self.next.disabled = self.page >= n_pages - 1
+        self.next.disabled = self.page >= n_pages - 1 and not more
         self._say(self._message)
         self.serial.value = str(int(self.serial.value) + 1)  # last: the page is complete
 

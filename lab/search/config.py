@@ -13,6 +13,13 @@ __all__ = ["SearchConfig"]
 # takes over (strength 0 gave a better one-example P@20 than 0.25 in a run of scripts/evaluate_caltech.py,
 # see the README's design notes; today's figure is in results/caltech_search_evaluation.md)
 _PRIOR_STRENGTH = MappingProxyType({"imagenet": 3.0, "related": 0.0, "unknown": 0.0})
+# while nothing relevant is known, the share of a page that shows the vocabulary's evidence rather than
+# exploring is trust / (trust + doubt + rejections): an ImageNet word keeps its page until a page's
+# worth is rejected; a related word starts at 3/4 and drops to 1/8 after a rejected page; an unknown
+# word explores (measured on flower_photos_600, Caltech-101 and two look-alike subsets of it:
+# results/evaluation_*.md)
+_PRIOR_TRUST = MappingProxyType({"imagenet": 20.0, "related": 3.0, "unknown": 0.0})
+_PRIOR_DOUBT = MappingProxyType({"imagenet": 0.0, "related": 1.0, "unknown": 1.0})
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,12 @@ class SearchConfig:
         Per kind of word ("imagenet", "related", "unknown"): the learned score
         weighs ``n / (n + prior_strength[kind])`` against the vocabulary's
         prior after ``n`` positive examples.
+    prior_trust, prior_doubt : mapping
+        Per kind of word: while no image is known to be relevant, a share
+        ``trust / (trust + doubt + n_rejected)`` of page positions shows the
+        vocabulary's evidence and the rest explores (``explore=True``); each
+        rejected image also lowers the weight of the classes that put it
+        forward by ``trust / (trust + its probability mass on them)``.
     example_limit : int
         When only rejections are known, images are pushed down by their
         likeness to the latest this many rejected ones.
@@ -79,6 +92,8 @@ class SearchConfig:
     n_expansion: int = 5
     expansion_weight: float = 0.5
     prior_strength: Mapping[str, float] = field(default_factory=lambda: _PRIOR_STRENGTH)
+    prior_trust: Mapping[str, float] = field(default_factory=lambda: _PRIOR_TRUST)
+    prior_doubt: Mapping[str, float] = field(default_factory=lambda: _PRIOR_DOUBT)
     example_limit: int = 32
     explore_pool_size: int = 4000
     explore_n_clusters: int = 100

@@ -9,6 +9,7 @@ collection state and drops it when the collection changes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable
 
@@ -113,16 +114,24 @@ class SearchEngine:
         embedding, probabilities, sha256 = self.featurize(image)
         return QueryImage(embedding, probabilities, sha256, None, source or _describe(image))
 
-    def search(self, word: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False) -> pd.DataFrame:
+    def search(self, word: str, k: int = 20, offset: int = 0, exclude_judged: bool = False, explore: bool = False, exclude=None) -> pd.DataFrame:
         """Keyword search (see :meth:`lab.Collection.search`); rows without paths."""
         if k < 1 or offset < 0:
             raise ValueError("k must be at least 1 and offset at least 0")
         scores = self.keywords.score(self.resolve_term(word))
+        if exclude is not None and len(exclude):
+            # rows left out as if judged (a session's shown pages): the kept scores are not changed
+            judged = scores.judged.copy()
+            judged[np.asarray(exclude, np.int64)] = True
+            scores, exclude_judged = dataclasses.replace(scores, judged=judged), True
         candidates = ranking.eligible_rows(scores, self.config.min_score, exclude_judged)
-        page = ranking.ranked_page(candidates, scores, k, offset)
         explored = np.zeros(0, np.int64)
-        if explore:
-            page, explored = ranking.with_exploration(page, scores, k, self.explore)
+        if not explore or scores.n_images == 0:
+            page = ranking.ranked_page(candidates, scores, k, offset)
+        elif scores.model is None:
+            page, explored = ranking.exploring_page(candidates, scores, k, offset, self.config, self.explore)
+        else:
+            page = ranking.filled_page(scores, k, self.config.min_score, offset, exclude_judged)
         return keyword_frame(page, explored, scores, len(candidates), self.class_probabilities, self.vocabulary, self.config.min_score)
 
     def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:

@@ -16,6 +16,7 @@ on plain arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from ..vocabulary import Resolution, Vocabulary, normalize_term
 from .config import SearchConfig
 from .space import ScoringSpace
 
-__all__ = ["KeywordScorer", "KeywordScores", "calibrate", "learned_scores", "prior_scores", "resolve_word"]
+__all__ = ["KeywordScorer", "KeywordScores", "calibrate", "doubted_classes", "learned_decision", "learned_scores", "prior_scores", "resolve_word"]
 
 MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation, for normally distributed values
 
@@ -77,21 +78,18 @@ def calibrate(decision: np.ndarray, config: SearchConfig) -> np.ndarray:
     center = np.median(sample)
     spread = MAD_TO_SIGMA * np.median(np.abs(sample - center)) + 1e-6
     z = (decision - center) / spread
-    scores = 1.0 / (1.0 + np.exp(-(z - config.calibration_z)))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(z - config.calibration_z, -50.0, 50.0)))
     scores[z < config.evidence_z] = 0.0
     return scores
 
 
-def learned_scores(space: ScoringSpace, model: TermClassifier, config: SearchConfig, exclude: np.ndarray | None = None) -> np.ndarray:
-    """The learned model's scores in (0, 1) over the collection.
+def learned_decision(space: ScoringSpace, model: TermClassifier, config: SearchConfig, exclude: np.ndarray | None = None) -> np.ndarray:
+    """The learned model's raw decision values (cosines with its expanded direction) over the collection.
 
-    Two steps. Query expansion: the ``config.n_expansion`` images closest to
-    the learned direction (not in ``exclude``, the rows judged not relevant)
-    are averaged into it (weight ``config.expansion_weight``); see
-    ``results/caltech_search_evaluation.md`` for what learning reaches with
-    it. Calibration (:func:`calibrate`): with a handful of examples, cosines
-    of relevant images sit well above the bulk of the collection but far from
-    1; what matters is how far an image stands out.
+    Query expansion: the ``config.n_expansion`` images closest to the learned
+    direction (not in ``exclude``, the rows judged not relevant) are averaged
+    into it (weight ``config.expansion_weight``); see
+    ``results/caltech_search_evaluation.md`` for what learning reaches with it.
     """
     vectors = space.vectors_
     direction = space.project(model.coef_)
@@ -103,7 +101,36 @@ def learned_scores(space: ScoringSpace, model: TermClassifier, config: SearchCon
             ranked[exclude] = -np.inf
         top = np.argpartition(-ranked, n_expansion)[:n_expansion]
         decision = vectors @ (direction + config.expansion_weight * vectors[top].mean(axis=0))
-    return calibrate(decision, config)
+    return decision
+
+
+def learned_scores(space: ScoringSpace, model: TermClassifier, config: SearchConfig, exclude: np.ndarray | None = None) -> np.ndarray:
+    """The learned model's scores in (0, 1): :func:`learned_decision` calibrated by :func:`calibrate`.
+
+    With a handful of examples, cosines of relevant images sit well above the
+    bulk of the collection but far from 1; what matters is how far an image
+    stands out.
+    """
+    return calibrate(learned_decision(space, model, config, exclude), config)
+
+
+def doubted_classes(resolution: Resolution, class_probabilities, rejected: np.ndarray, trust: float) -> Resolution:
+    """The word's classes reweighted by rejections: each rejected image is evidence against the classes that put it forward.
+
+    A class's weight is multiplied by ``trust / (trust + m)``, ``m`` being the
+    probability mass the rejected images put on it, so a page of rejected
+    daisies for "dandelion" turns the prior away from the daisy class and
+    towards the word's other classes.
+
+    >>> r = Resolution("x", "related", np.array([0, 1]))
+    >>> doubted_classes(r, np.array([[0.9, 0.0], [0.1, 0.5]]), np.array([0]), 1.0).weights.round(3).tolist()
+    [0.526, 1.0]
+    """
+    if len(resolution.classes) == 0 or len(rejected) == 0:
+        return resolution
+    mass = np.asarray(class_probabilities[np.sort(rejected)][:, resolution.classes], np.float64).sum(axis=0)
+    trust = max(float(trust), 1.0)
+    return dataclasses.replace(resolution, weights=(resolution.weights * trust / (trust + mass)).astype(np.float32))
 
 
 def similarity_to(space: ScoringSpace, examples: np.ndarray, config: SearchConfig) -> np.ndarray:
@@ -117,8 +144,10 @@ class KeywordScores:
     """Everything known about one word over the collection: scores, votes and the model behind them.
 
     ``score``, ``prior`` and ``learned`` (None without a model) have one
-    value per image; ``net`` holds each image's net relevance votes and
-    ``judged`` whether anyone judged it (images judged under any path count).
+    value per image; ``decision`` holds the learned model's raw values, which
+    keep ordering images after their calibrated score has dropped to 0 (no
+    evidence); ``net`` holds each image's net relevance votes and ``judged``
+    whether anyone judged it (images judged under any path count).
     """
 
     resolution: Resolution
@@ -130,6 +159,7 @@ class KeywordScores:
     model: TermClassifier | None
     votes: pd.DataFrame
     n_examples: int
+    decision: np.ndarray | None = None
 
     @property
     def n_images(self) -> int:
@@ -219,13 +249,15 @@ class KeywordScorer:
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         n = len(self)
-        prior = self.prior_scores(resolution)
         model, votes, n_examples = self.term_model(term)
         n_positive = int((votes["net"] > 0).sum()) + n_examples
         net = self.net_votes(votes)
-        learned = None
+        resolution = doubted_classes(resolution, self.class_probabilities, np.flatnonzero(net < 0), self.config.prior_trust[resolution.kind])
+        prior = self.prior_scores(resolution)
+        learned = decision = None
         if model is not None and n:
-            learned = learned_scores(self.space, model, self.config, exclude=np.flatnonzero(net < 0))
+            decision = learned_decision(self.space, model, self.config, exclude=np.flatnonzero(net < 0))
+            learned = calibrate(decision, self.config)
             weight = n_positive / (n_positive + self.config.prior_strength[resolution.kind])
             score = (1.0 - weight) * prior + weight * learned
         elif (votes["net"] < 0).any() and n:
@@ -235,6 +267,6 @@ class KeywordScorer:
         else:
             score = prior.copy()
         judged = self.net_votes(votes, judged=True).astype(bool)
-        scores = KeywordScores(resolution, score, prior, learned, net, judged, model, votes, n_examples)
+        scores = KeywordScores(resolution, score, prior, learned, net, judged, model, votes, n_examples, decision)
         self._last = (key, scores)
         return scores

@@ -8,9 +8,15 @@ exploration, handling of rejections) slots in as one more step:
    not listed, so ties never fall back to storage order;
 2. :func:`ranked_page`: judged relevant first (more net votes first), then by
    score; the row id only breaks exact ties;
-3. :func:`n_to_explore` and :func:`with_exploration`: while nothing is learned
-   and the evidence does not fill the page, or a page's worth was rejected,
-   make room for images to judge (:class:`lab.exploration.Explorer`).
+3. with ``explore`` (a user judging pages), every page is full:
+   :func:`exploring_page` interleaves the evidence of a word with no relevant
+   example yet with images to judge (:class:`lab.exploration.Explorer`), a
+   share :func:`prior_share` that falls with each rejection;
+   :func:`filled_page` continues a learned word's page in the learned order
+   once the evidence runs out.
+
+Every page is a slice of one ranking that depends on the judgments only: the
+first 20 rows of a 40-row page are the 20-row page.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from typing import Callable
 
 import numpy as np
 
+from .config import SearchConfig
 from .keywords import KeywordScores
 
-__all__ = ["eligible_rows", "n_to_explore", "ranked_page", "with_exploration"]
+__all__ = ["eligible_rows", "exploring_page", "filled_page", "interleave", "prior_share", "ranked_page"]
 
 
 def eligible_rows(scores: KeywordScores, min_score: float, exclude_judged: bool = False) -> np.ndarray:
@@ -53,39 +60,112 @@ def ranked_page(candidates: np.ndarray, scores: KeywordScores, k: int, offset: i
     """
     # judged relevant first (more net votes first), then by score (<= 1); row id only breaks exact ties
     key = np.maximum(scores.net[candidates], 0) * 2.0 + scores.score[candidates]
+    return _head(candidates, key, k, offset)
+
+
+def _head(candidates: np.ndarray, key: np.ndarray, k: int, offset: int) -> np.ndarray:
+    """Rows ``offset`` to ``offset + k`` of ``candidates`` by ``key`` (highest first, then row id); only that head is sorted."""
     wanted = min(len(candidates), offset + k)
     if wanted < len(candidates):
-        head = np.argpartition(-key, wanted - 1)[:wanted]
+        # the head holds every key above the boundary value and, of the exact ties at it, the lowest rows,
+        # so a longer page always starts with the shorter one
+        boundary = np.partition(-key, wanted - 1)[wanted - 1]
+        above = np.flatnonzero(-key < boundary)
+        tied = np.flatnonzero(-key == boundary)
+        head = np.concatenate([above, tied[np.argsort(candidates[tied], kind="stable")][: wanted - len(above)]])
     else:
         head = np.arange(len(candidates))
     head = head[np.lexsort((candidates[head], -key[head]))]
     return candidates[head][offset : offset + k]
 
 
-def n_to_explore(scores: KeywordScores, k: int, n_ranked: int) -> int:
-    """How many of a page of ``k`` to give to exploring, with ``n_ranked`` rows of evidence on it.
+def prior_share(scores: KeywordScores, config: SearchConfig) -> float:
+    """Share of page positions for the vocabulary's evidence while nothing relevant is known; the rest explores.
 
-    None once the word has a learned model; otherwise the places the evidence
-    does not fill, and at least half the page once a page's worth was
-    judged not relevant (the prior is then not this word).
+    ``trust / (trust + doubt + n_rejected)`` with the word kind's
+    ``config.prior_trust`` and ``config.prior_doubt``: it depends on the
+    judgments only, never on the page size.
+
+    >>> import pandas as pd
+    >>> from lab.vocabulary import Resolution
+    >>> s = KeywordScores(Resolution("x", "related"), np.zeros(30), None, None, np.r_[-np.ones(20, int), np.zeros(10, int)],
+    ...                   np.r_[np.ones(20, bool), np.zeros(10, bool)], None, pd.DataFrame(), 0)
+    >>> round(prior_share(s, SearchConfig()), 3)
+    0.125
     """
-    if scores.model is not None or scores.n_images == 0:
-        return 0
-    n_explore = k - n_ranked  # nothing learned yet and too little evidence to fill the page
-    if (scores.net < 0).sum() >= k:  # a page's worth rejected and nothing accepted
-        n_explore = max(n_explore, k // 2)
-    return max(n_explore, 0)
+    kind = scores.resolution.kind
+    trust = config.prior_trust[kind]
+    if trust <= 0:
+        return 0.0
+    return trust / (trust + config.prior_doubt[kind] + int((scores.net < 0).sum()))
 
 
-def with_exploration(page: np.ndarray, scores: KeywordScores, k: int, propose: Callable[[int, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The page with its last places given to ``propose(n, avoid)``; returns (page, explored rows).
+def interleave(ranked: np.ndarray, proposals: np.ndarray, share: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` rows of ``ranked`` and ``proposals`` merged, a ``share`` of the positions from ``ranked``.
 
-    ``avoid`` holds the judged rows and the rows kept on the page.
+    Position ``i`` takes the next row of ``ranked`` when ``ceil((i + 1) * share)``
+    steps up (so the first position is the best evidence whenever ``share > 0``),
+    otherwise the next proposal; a list that runs out leaves its places to the
+    other, and a row already placed is skipped. The merged order does not
+    depend on ``n``: a longer page starts with the shorter one.
+
+    Returns the rows and a mask of those that came from ``proposals``.
+
+    >>> rows, explored = interleave(np.array([1, 2, 3, 4]), np.array([9, 2, 8]), 0.5, 6)
+    >>> rows.tolist(), explored.tolist()
+    ([1, 9, 2, 8, 3, 4], [False, True, False, True, False, False])
     """
-    n_explore = n_to_explore(scores, k, len(page))
-    if n_explore == 0:
-        return page, np.zeros(0, np.int64)
-    page = page[: k - n_explore]
-    avoid = np.union1d(np.flatnonzero(scores.judged), page)
-    explored = propose(n_explore, avoid)
-    return np.concatenate([page, explored]), explored
+    rows: list[int] = []
+    from_proposals: list[bool] = []
+    seen: set[int] = set()
+    i_ranked = i_proposed = 0
+    while len(rows) < n and (i_ranked < len(ranked) or i_proposed < len(proposals)):
+        position = len(rows)
+        wants_ranked = np.ceil((position + 1) * share - 1e-9) > np.ceil(position * share - 1e-9)
+        take_ranked = (wants_ranked and i_ranked < len(ranked)) or i_proposed >= len(proposals)
+        if take_ranked:
+            row, i_ranked = int(ranked[i_ranked]), i_ranked + 1
+        else:
+            row, i_proposed = int(proposals[i_proposed]), i_proposed + 1
+        if row in seen:
+            continue
+        seen.add(row)
+        rows.append(row)
+        from_proposals.append(not take_ranked)
+    return np.asarray(rows, np.int64), np.asarray(from_proposals, bool)
+
+
+def filled_page(scores: KeywordScores, k: int, min_score: float, offset: int = 0, exclude_judged: bool = False) -> np.ndarray:
+    """A page of a learned word that goes on in the learned order once the evidence runs out.
+
+    Rows with evidence come first, as :func:`ranked_page` orders them; then
+    every other row not judged not relevant, by the learned model's raw
+    decision value, so a user judging pages always gets a full page of the
+    model's best remaining guesses.
+    """
+    net = scores.net
+    allowed = net >= 0
+    if exclude_judged:
+        allowed &= ~scores.judged
+    candidates = np.flatnonzero(allowed)
+    evidence = (scores.score[candidates] >= min_score) | (net[candidates] > 0)
+    key = np.where(evidence, np.maximum(net[candidates], 0) * 2.0 + scores.score[candidates], -2.0 + np.tanh(scores.decision[candidates]))
+    return _head(candidates, key, k, offset)
+
+
+def exploring_page(
+    candidates: np.ndarray, scores: KeywordScores, k: int, offset: int, config: SearchConfig, propose: Callable[[int, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A page of a word with no relevant example yet: its evidence interleaved with exploration.
+
+    ``propose(n, avoid)`` gives ``n`` rows to explore, none in ``avoid`` (the
+    judged rows), in an order that does not depend on ``n``; a share
+    :func:`prior_share` of the positions shows the evidence. Returns (page,
+    explored rows).
+    """
+    wanted = offset + k
+    ranked = ranked_page(candidates, scores, wanted)
+    proposals = propose(wanted, np.flatnonzero(scores.judged))
+    rows, explored = interleave(ranked, proposals, prior_share(scores, config), wanted)
+    page, explored = rows[offset:wanted], explored[offset:wanted]
+    return page, page[explored]
