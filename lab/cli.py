@@ -114,6 +114,27 @@ def _cmd_terms(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from .collection import Collection
+    from .evaluation import evaluate, read_labels
+
+    col = Collection.open(args.collection)
+    result = evaluate(col, read_labels(col, args.labels), words=args.words or None, rounds=args.rounds, progress=not args.json)
+    result.facts["command"] = "lab " + " ".join(_argv_for_record(args))
+    if args.out:
+        for path in result.save(args.out, args.name):
+            print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.to_markdown())
+    return 0
+
+
+def _argv_for_record(args) -> list[str]:
+    return sys.argv[1:] if len(sys.argv) > 1 else ["evaluate", "-c", str(args.collection)]
+
+
 def _cmd_panel(args) -> int:
     from .panel import serve
 
@@ -172,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("terms", _cmd_terms, "list the words that have feedback, with judgment counts")
 
+    p = command("evaluate", _cmd_evaluate, "measure search on a labeled collection (labels from a CSV or folder names); never writes judgments")
+    p.add_argument("--labels", help="CSV with path,label_name (paths relative to the CSV); default: each image's folder name")
+    p.add_argument("--words", nargs="+", help="query words to evaluate (default: every label)")
+    p.add_argument("--rounds", type=int, default=4, help="pages the simulated user judges per word")
+    p.add_argument("--out", help="folder for <name>.md, CSV and JSON tables")
+    p.add_argument("--name", default="evaluation", help="file name stem in --out")
     p = command("panel", _cmd_panel, "serve the search panel as a web page (Voila)")
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -281,6 +281,27 @@ class Collection:
             self._feedback = FeedbackStore(self.root / "feedback.sqlite", self._manifest["embedding_size"])
         return self._feedback
 
+    @contextlib.contextmanager
+    def scratch_feedback(self):
+        """Judgments and examples made inside go to a throw-away store; the collection's own is untouched.
+
+        Evaluations (``lab evaluate``) run their simulated users inside one.
+
+        >>> with col.scratch_feedback():                       # doctest: +SKIP
+        ...     col.judge("dog", 3, relevant=False)            # forgotten on leaving
+        """
+        import tempfile
+
+        saved = self._feedback
+        with tempfile.TemporaryDirectory(prefix="lab-scratch-feedback-") as folder:
+            self._feedback = FeedbackStore(Path(folder) / "feedback.sqlite", self._manifest["embedding_size"])
+            self._cache.pop("search", None)
+            try:
+                yield self
+            finally:
+                self._feedback = saved
+                self._cache.pop("search", None)
+
     def _search(self):
         """The search core of the current collection state (dropped whenever the collection changes)."""
         if "search" not in self._cache:

@@ -1,0 +1,205 @@
+"""``lab evaluate``: how well search works on a labeled folder, measured the way users search.
+
+Labels come from a CSV (``path,label_name``, paths relative to the CSV) or,
+by default, from each image's parent folder name; each label is a query word
+(underscores become spaces; Caltech-101's few odd names are mapped, see
+:data:`lab.experiments.CALTECH_QUERY_WORDS`). Four experiments, each on a
+throw-away feedback store (:meth:`lab.Collection.scratch_feedback`), so the
+collection's own judgments are never touched:
+
+* keyword search with no feedback: P@20 and AP per word;
+* query by example: P@5 / P@20 / mAP for each metric x layer (every labeled
+  image as a query up to ``n_queries``, a seeded sample above);
+* the simulated user (:func:`lab.experiments.simulate_feedback`): a
+  :class:`lab.session.SearchSession` per word, as the panel pages, judging
+  every image of every page from the labels; per word the precision of each
+  new page, what was achievable, relevant images found, and the page of the
+  first relevant image;
+* teach once: P@20 after one example image of the word (mean of ``seeds``
+  seeded draws).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .experiments import caltech_query_words, keyword_precision, query_by_example_table, simulate_feedback, teach_once
+
+__all__ = ["Evaluation", "evaluate", "read_labels"]
+
+
+def read_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
+    """Label name per collection image path: from ``labels_csv`` (``path,label_name``) or parent folder names.
+
+    Images without a label are left out.
+    """
+    if labels_csv is None:
+        return pd.Series({path: Path(path).parent.name for path in col.paths}, name="label_name")
+    labels_csv = Path(labels_csv).expanduser().resolve()
+    table = pd.read_csv(labels_csv)
+    missing = {"path", "label_name"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{labels_csv} needs the columns path and label_name (missing: {', '.join(sorted(missing))})")
+    paths = [str((labels_csv.parent / p).resolve()) for p in table["path"]]
+    return pd.Series(table["label_name"].astype(str).to_numpy(), index=paths, name="label_name")
+
+
+@dataclass
+class Evaluation:
+    """Tables of one evaluation run (see :func:`evaluate`)."""
+
+    words: pd.DataFrame  # one row per word: kind, n_relevant, p@20, first_relevant_page, found, teach_once_p@20
+    rounds: pd.DataFrame  # one row per (word, round) of the simulated user
+    keywords: pd.DataFrame
+    query_by_example: pd.DataFrame
+    teach_once: pd.DataFrame
+    facts: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """The headline numbers (means over words)."""
+        words, rounds = self.words, self.rounds
+        per_round = rounds.groupby("round")[["precision", "achievable"]].mean()
+        found = {f"found_in_{r + 1}_pages": float(rounds.loc[rounds["round"] == r, "found"].mean()) for r in sorted(rounds["round"].unique())}
+        first = words["first_relevant_page"]
+        return {
+            "n_words": int(len(words)),
+            "keyword_p@20": float(words["p@20"].mean()),
+            "keyword_p@20_imagenet_words": float(words.loc[words["kind"] == "imagenet", "p@20"].mean()) if (words["kind"] == "imagenet").any() else None,
+            "new_page_precision_by_round": [round(float(v), 4) for v in per_round["precision"]],
+            "achievable_by_round": [round(float(v), 4) for v in per_round["achievable"]],
+            **found,
+            "words_never_found": int(first.isna().sum()),
+            "latest_first_relevant_page": None if first.isna().all() else int(first.max()),
+            "teach_once_p@20": float(self.teach_once["p@20"].mean()),
+        }
+
+    def by_kind(self) -> pd.DataFrame:
+        """Means per kind of word (ImageNet term, related to ImageNet classes, unknown): found per page count."""
+        rounds = self.rounds.merge(self.words[["word", "kind"]], on="word")
+        found = rounds.pivot_table(index="kind", columns="round", values="found", aggfunc="mean")
+        found.columns = [f"found in {r + 1} pages" for r in found.columns]
+        table = self.words.groupby("kind").agg(words=("word", "count"), keyword_p20=("p@20", "mean"), never_found=("first_relevant_page", lambda f: int(f.isna().sum())),
+                                               latest_first_page=("first_relevant_page", "max"), teach_once_p20=("teach_once_p@20", "mean"))
+        return table.join(found)
+
+    def to_markdown(self) -> str:
+        s = self.summary()
+        lines = [
+            f"# Evaluation of {self.facts.get('collection', 'a collection')}",
+            "",
+            f"Command: `{self.facts.get('command', '')}`",
+            f"{self.facts.get('n_images', '?')} images, {s['n_words']} words, model {self.facts.get('model', '?')}; "
+            f"{self.facts.get('seconds', 0):.0f} s.",
+            "",
+            "## Summary (means over words)",
+            "",
+            f"- keyword search, no feedback: P@20 {s['keyword_p@20']:.3f}"
+            + (f" ({s['keyword_p@20_imagenet_words']:.3f} for ImageNet terms)" if s["keyword_p@20_imagenet_words"] is not None else ""),
+            "- the simulated user (a page of 20 judged per round, as the panel pages): new-page precision by round "
+            + ", ".join(f"{v:.2f}" for v in s["new_page_precision_by_round"])
+            + " (achievable " + ", ".join(f"{v:.2f}" for v in s["achievable_by_round"]) + ")",
+            "- relevant images found: " + ", ".join(f"{v:.1f} in {k.split('_')[2]} pages" for k, v in s.items() if k.startswith("found_in_")),
+            f"- words with no relevant image in {self.rounds['round'].max() + 1} pages: {s['words_never_found']}; "
+            f"latest page of a first relevant image: {s['latest_first_relevant_page']}",
+            f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws)",
+            "",
+            "## By kind of word",
+            "",
+            self.by_kind().to_markdown(floatfmt=".2f"),
+            "",
+            "## Per word",
+            "",
+            self.words.to_markdown(index=False, floatfmt=".2f"),
+            "",
+            "## Query by example",
+            "",
+            self.query_by_example.to_markdown(index=False, floatfmt=".3f"),
+            "",
+        ]
+        return "\n".join(lines)
+
+    def save(self, out_dir: str | os.PathLike, name: str = "evaluation") -> list[Path]:
+        """Write ``<name>.md``, ``<name>_words.csv``, ``<name>_rounds.csv``, ``<name>_query_by_example.csv`` and ``<name>.json``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / f"{name}.md", out / f"{name}_words.csv", out / f"{name}_rounds.csv", out / f"{name}_query_by_example.csv", out / f"{name}.json"]
+        written[0].write_text(self.to_markdown())
+        self.words.to_csv(written[1], index=False)
+        self.rounds.to_csv(written[2], index=False)
+        self.query_by_example.to_csv(written[3], index=False)
+        written[4].write_text(json.dumps(self.to_dict(), indent=1, default=float))
+        return written
+
+    def to_dict(self) -> dict:
+        return {"facts": self.facts, "summary": self.summary(), "words": self.words.to_dict(orient="records"),
+                "query_by_example": self.query_by_example.to_dict(orient="records")}
+
+
+def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int = 4, k: int = 20, n_queries: int = 2000, seeds: int = 3, progress: bool = True) -> Evaluation:
+    """Run the four experiments of ``lab evaluate`` on ``col`` with ground-truth ``labels``.
+
+    Parameters
+    ----------
+    col : Collection
+    labels : Series
+        Label name indexed by absolute image path (:func:`read_labels`).
+    words : list of str, optional
+        Query words to evaluate (default: every label's word).
+    rounds : int
+        Pages the simulated user judges per word.
+    k : int
+        Page size.
+    n_queries : int
+        Query-by-example queries (all labeled images up to this many).
+    seeds : int
+        Draws of the taught example.
+    progress : bool
+        Show progress bars.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    started = time.time()
+    labels = labels[labels.index.isin(set(col.paths))]
+    if labels.empty:
+        raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
+    query_words = caltech_query_words(labels)
+    if words:
+        unknown = [w for w in words if w not in query_words]
+        if unknown:
+            raise ValueError(f"no label for {', '.join(unknown)}; the labels give: {', '.join(sorted(query_words))}")
+        query_words = {w: query_words[w] for w in words}
+
+    def each_word(experiment, desc):
+        frames = []
+        for word in tqdm(list(query_words), desc=desc, unit="word", disable=not progress):
+            frames.append(experiment({word: query_words[word]}))
+        return pd.concat(frames, ignore_index=True)
+
+    with col.scratch_feedback():
+        keywords = keyword_precision(col, labels, query_words, k=k)
+    with col.scratch_feedback():
+        simulated = each_word(lambda w: simulate_feedback(col, labels, w, rounds=rounds - 1, k=k, explore=True), "simulated user")
+    taught = []
+    for seed in range(seeds):
+        with col.scratch_feedback():
+            taught.append(each_word(lambda w: teach_once(col, labels, w, k=k, seed=seed + 1000 * len(taught)), f"teach once ({seed + 1}/{seeds})"))
+    taught = pd.concat(taught, ignore_index=True)
+    qbe = query_by_example_table(col, labels, n_queries=n_queries)
+
+    first = simulated[simulated["precision"] > 0].groupby("word")["round"].min() + 1
+    last = simulated[simulated["round"] == simulated["round"].max()].set_index("word")
+    per_word = keywords[["word", "kind", "n_relevant", f"p@{k}"]].rename(columns={f"p@{k}": "p@20"}).set_index("word")
+    per_word["first_relevant_page"] = first.reindex(per_word.index)
+    per_word["found"] = last["found"].reindex(per_word.index)
+    per_word["new_page_precision"] = simulated.groupby("word")["precision"].apply(lambda p: " ".join(f"{v:.2f}" for v in p)).reindex(per_word.index)
+    per_word["teach_once_p@20"] = taught.groupby("word")[f"p@{k}"].mean().reindex(per_word.index)
+    facts = {"collection": str(col.root), "n_images": len(col), "model": col.model_name, "rounds": rounds, "k": k, "seconds": time.time() - started}
+    return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, facts)
