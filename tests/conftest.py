@@ -92,3 +92,21 @@ def caltech101(tmp_path_factory) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
     return next(p for p in target.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def flower_photos(tmp_path_factory):
+    """flower_photos_600 (5 species x 120, only daisy an ImageNet class) unpacked and indexed once; skipped where ../shared is absent."""
+    from lab import Collection
+    from lab.datasets import read_labels
+
+    archive = SHARED_DATASETS / "flower_photos_600.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"shared dataset not found: {archive}")
+    target = tmp_path_factory.mktemp("flowers")
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    folder = next(p for p in target.iterdir() if p.is_dir())
+    col = Collection.open(target / "flowers.lab", create=True)
+    col.add(folder / "images", progress=False)
+    return col, read_labels(folder).set_index("path")["label_name"], folder

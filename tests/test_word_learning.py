@@ -1,0 +1,93 @@
+"""Word learning on a look-alike collection and `lab evaluate` (issue 8): real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab import Collection
+from lab.sample_images import label_of
+from lab.session import SearchSession
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_rejected_daisies_stop_coming_for_dandelion(flower_photos, tmp_path):
+    col, labels, _ = flower_photos
+    shutil.copytree(col.root, tmp_path / "col")
+    col = Collection.open(tmp_path / "col")
+    label = labels.reindex(col.paths).to_numpy()
+    session = SearchSession(col, "dandelion", page_size=20)
+    # the vocabulary leads "dandelion" to the daisy class: show the user a page of daisies and let them reject it
+    daisies = [int(row) for row in col.search("dandelion", k=60)["id"] if label[row] == "daisy"][:20]
+    assert len(daisies) == 20
+    session.skip(daisies)
+    session.judge(daisies, False)
+    following = session.next_page()
+    assert len(following) == 20
+    assert (label[following["id"]] == "daisy").sum() <= 5  # new ground, not more look-alikes
+    assert (label[following["id"]] == "dandelion").sum() >= 1  # and the word is found
+
+
+@pytest.mark.slow
+def test_every_flower_is_found_by_the_second_page(flower_photos, tmp_path):
+    from lab.evaluation import evaluate
+
+    col, _, folder = flower_photos
+    shutil.copytree(col.root, tmp_path / "col")
+    col = Collection.open(tmp_path / "col")
+    from lab.evaluation import read_labels
+
+    result = evaluate(col, read_labels(col, folder / "labels.csv"), rounds=2, seeds=1, n_queries=100, progress=False)
+    assert result.words["first_relevant_page"].max() <= 2 and result.words["first_relevant_page"].notna().all()
+    assert len(col.judgments()) == 0  # the evaluation never writes into the collection
+
+
+@pytest.fixture(scope="module")
+def labeled_collection(photo_folder, tmp_path_factory):
+    """The sample photos sorted into one folder per label, indexed."""
+    root = tmp_path_factory.mktemp("labeled")
+    for path in sorted(photo_folder.iterdir()):
+        (root / "images" / label_of(path)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "images" / label_of(path) / path.name)
+    col = Collection.open(root / "col", create=True)
+    col.add(root / "images", progress=False)
+    return col, root
+
+
+def test_lab_evaluate_reads_folder_labels_and_writes_tables_without_touching_feedback(labeled_collection, tmp_path):
+    col, root = labeled_collection
+    col.judge("cat", 0, relevant=True, user="owner")
+    before = col.judgments()
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "evaluate", "-c", str(col.root), "--words", "cat", "coffee", "--rounds", "2", "--json", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    words = {w["word"]: w for w in report["words"]}
+    assert set(words) == {"cat", "coffee"}
+    assert words["coffee"]["p@20"] > 0 and words["cat"]["first_relevant_page"] == 1
+    assert set(pd.read_csv(tmp_path / "evaluation_query_by_example.csv")["metric"]) == {"cosine", "euclidean", "manhattan"}
+    assert (tmp_path / "evaluation.md").read_text().startswith("# Evaluation of")
+    pd.testing.assert_frame_equal(Collection.open(col.root).judgments(), before)  # nothing written
+
+
+def test_lab_evaluate_with_a_labels_csv_and_a_clear_error_for_unknown_words(labeled_collection, tmp_path):
+    from lab.evaluation import evaluate, read_labels
+
+    col, root = labeled_collection
+    table = pd.DataFrame({"path": [str(Path(p).relative_to(root)) for p in col.paths], "label_name": ["thing" if "coffee" not in p else "mug" for p in col.paths]})
+    table.to_csv(root / "labels.csv", index=False)
+    labels = read_labels(col, root / "labels.csv")
+    assert set(labels.index) == set(col.paths) and (labels == "mug").sum() == 1
+    with pytest.raises(ValueError, match="no label for teapot"):
+        evaluate(col, labels, words=["teapot"], progress=False)
