@@ -336,9 +336,10 @@ class Collection:
             evidence is interleaved with typical images of groups unlike any
             judged so far (reason "exploring: ...", see :mod:`lab.exploration`),
             the evidence's share falling with each rejection
-            (:func:`lab.search.ranking.prior_share`); once the word is learned,
-            the page goes on in the learned order after the evidence runs out.
-            A page is always a slice of one ranking: ``k`` never changes it.
+            (:func:`lab.search.ranking.prior_share`). A page is always a
+            slice of one ranking: ``k`` never changes it. (A learned word's
+            ranking, explore or not, goes on in the learned order once the
+            evidence runs out: images with ``score`` 0 come last.)
         exclude : array of int, optional
             Rows to leave out as if judged (the pages a session has shown).
 

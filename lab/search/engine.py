@@ -126,12 +126,13 @@ class SearchEngine:
             scores, exclude_judged = dataclasses.replace(scores, judged=judged), True
         candidates = ranking.eligible_rows(scores, self.config.min_score, exclude_judged)
         explored = np.zeros(0, np.int64)
-        if not explore or scores.n_images == 0:
-            page = ranking.ranked_page(candidates, scores, k, offset)
-        elif scores.model is None:
+        if scores.model is not None:
+            # a learned word's ranking goes on in the learned order once the evidence runs out
+            page = ranking.filled_page(scores, k, self.config.min_score, offset, exclude_judged)
+        elif explore and scores.n_images:
             page, explored = ranking.exploring_page(candidates, scores, k, offset, self.config, self.explore)
         else:
-            page = ranking.filled_page(scores, k, self.config.min_score, offset, exclude_judged)
+            page = ranking.ranked_page(candidates, scores, k, offset)
         return keyword_frame(page, explored, scores, len(candidates), self.class_probabilities, self.vocabulary, self.config.min_score)
 
     def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:

@@ -11,9 +11,10 @@ exploration, handling of rejections) slots in as one more step:
 3. with ``explore`` (a user judging pages), every page is full:
    :func:`exploring_page` interleaves the evidence of a word with no relevant
    example yet with images to judge (:class:`lab.exploration.Explorer`), a
-   share :func:`prior_share` that falls with each rejection;
-   :func:`filled_page` continues a learned word's page in the learned order
-   once the evidence runs out.
+   share :func:`prior_share` that falls with each rejection.
+4. :func:`filled_page`: a learned word's ranking (explore or not) goes on in
+   the learned order once the evidence runs out, so a taught word lists its
+   images even where the whole collection looks alike.
 
 Every page is a slice of one ranking that depends on the judgments only: the
 first 20 rows of a 40-row page are the 20-row page.
