@@ -26,7 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
 from lab.datasets import read_labels, unpack_dataset  # noqa: E402
-from lab.experiments import caltech_query_words, keyword_precision, query_by_example_table, simulate_feedback, teach_once  # noqa: E402
+from lab.experiments import (  # noqa: E402
+    caltech_query_words,
+    keyword_precision,
+    query_by_example_table,
+    simulate_feedback,
+    teach_once,
+    uncovered_words,
+)
 
 RESULTS = ROOT / "results"
 
@@ -60,17 +67,17 @@ def main() -> None:
     col = fresh_feedback(collection)
     keywords = keyword_precision(col, labels, words)
     covered = keywords[keywords["kind"] == "imagenet"]
-    uncovered_words = {w: words[w] for w in keywords.loc[keywords["kind"] != "imagenet", "word"]}
+    uncovered = uncovered_words(keywords, words)
 
     # the simulated user works as in the panel: pages short of evidence are filled with varied images
-    feedback = simulate_feedback(col, labels, uncovered_words, rounds=args.rounds, explore=True)
+    feedback = simulate_feedback(col, labels, uncovered, rounds=args.rounds, explore=True)
     taught = []
     for seed in range(args.seeds):  # a different random example per word each time
         col = fresh_feedback(collection)
-        taught.append(teach_once(col, labels, uncovered_words, seed=seed))
+        taught.append(teach_once(col, labels, uncovered, seed=seed))
     taught = pd.concat(taught, ignore_index=True)
     col = fresh_feedback(collection)
-    taught_rounds = simulate_feedback(col, labels, uncovered_words, rounds=args.rounds, teach_first=True)
+    taught_rounds = simulate_feedback(col, labels, uncovered, rounds=args.rounds, teach_first=True)
     col = fresh_feedback(collection)
     qbe = query_by_example_table(col, labels, n_queries=args.queries)
     fresh_feedback(collection)
@@ -115,7 +122,7 @@ def main() -> None:
         "of a small class early shows a lower `precision` later, so `found` is the fairer comparison between methods). "
         "The original system needed 6 rounds to reach P@20 = 0.75.",
         "",
-        f"### All {len(uncovered_words)} uncovered words, starting from the vocabulary's related classes "
+        f"### All {len(uncovered)} uncovered words, starting from the vocabulary's related classes "
         "(pages short of evidence filled with varied images to judge, as the panel does)",
         "",
         by_round(feedback),
@@ -124,7 +131,7 @@ def main() -> None:
         "",
         by_round(feedback[feedback["word"].isin(with_evidence)]),
         "",
-        f"### All {len(uncovered_words)} uncovered words, taught with one example image first",
+        f"### All {len(uncovered)} uncovered words, taught with one example image first",
         "",
         by_round(taught_rounds),
         "",
