@@ -10,6 +10,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .collection import Collection, CollectionError, IndexReport
 from .models import available_models, load_model
+from .search import SearchConfig
 
-__all__ = ["Collection", "CollectionError", "IndexReport", "available_models", "load_model"]
+__all__ = ["Collection", "CollectionError", "IndexReport", "SearchConfig", "available_models", "load_model"]
 __version__ = "0.1.0"

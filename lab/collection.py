@@ -566,7 +566,8 @@ class Collection:
                 report.reused = len(to_reuse)
             pending = _PendingChunk()
             bar = tqdm(total=len(to_extract), unit="img", desc="indexing", disable=not progress or not to_extract)
-            for batch in extract_batches(to_extract, self.backbone, batch_size=batch_size, n_jobs=n_jobs):
+            known_hashes = {path: sha for path, sha in zip(to_check, hashes) if sha is not None}  # each file hashed once
+            for batch in extract_batches(to_extract, self.backbone, batch_size=batch_size, n_jobs=n_jobs, sha256=known_hashes):
                 report.failed += [{"path": str(r.path), "reason": r.error} for r in batch.failures]
                 pending.extend(batch)
                 while len(pending) >= chunk_size:

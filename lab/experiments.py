@@ -20,6 +20,7 @@ __all__ = [
     "query_by_example_table",
     "simulate_feedback",
     "teach_once",
+    "uncovered_words",
 ]
 
 # Caltech-101 folder names that are not plain nouns, mapped to the word a user would type.
@@ -59,6 +60,16 @@ def caltech_query_words(label_names) -> dict[str, list[str]]:
         if word in words:
             words[word] += [name for name in extra if name in set(label_names)]
     return words
+
+
+def uncovered_words(keywords: pd.DataFrame, words: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The words of ``words`` that :func:`keyword_precision` found ImageNet does not cover (kind other than "imagenet").
+
+    >>> table = pd.DataFrame({"word": ["dog", "menorah"], "kind": ["imagenet", "related"]})
+    >>> uncovered_words(table, {"dog": ["dog"], "menorah": ["menorah"]})
+    {'menorah': ['menorah']}
+    """
+    return {word: words[word] for word in keywords.loc[keywords["kind"] != "imagenet", "word"]}
 
 
 def _relevant_mask(col, labels: pd.Series, classes: list[str]) -> np.ndarray:

@@ -50,15 +50,18 @@ class ExtractedBatch:
     failures: list[DecodedImage]
 
 
-def decode_for_model(path: str | os.PathLike, backbone: Backbone) -> DecodedImage:
-    """Read, hash and decode one file into the backbone's input; never raises for bad files."""
+def decode_for_model(path: str | os.PathLike, backbone: Backbone, sha256: str | None = None) -> DecodedImage:
+    """Read, hash and decode one file into the backbone's input; never raises for bad files.
+
+    ``sha256``, when the caller has just hashed the file, is used instead of hashing it again.
+    """
     path = Path(path)
     record = DecodedImage(path=path)
     try:
         stat = path.stat()
         record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
         encoded = path.read_bytes()
-        record.sha256 = hashlib.sha256(encoded).hexdigest()
+        record.sha256 = sha256 or hashlib.sha256(encoded).hexdigest()
         record.pixels, (record.width, record.height) = _model_input(encoded, backbone)
     except ImageDecodeError as err:
         record.error = str(err)
@@ -124,12 +127,12 @@ def featurize_image(image, backbone: Backbone) -> tuple[np.ndarray, np.ndarray, 
     return embeddings[0], probabilities[0], hashlib.sha256(encoded).hexdigest()
 
 
-def _decoded_in_order(paths: Iterable, backbone: Backbone, n_jobs: int, window: int) -> Iterator[DecodedImage]:
+def _decoded_in_order(paths: Iterable, backbone: Backbone, n_jobs: int, window: int, sha256: dict) -> Iterator[DecodedImage]:
     """Decode with a thread pool, yielding in input order with at most ``window`` in flight."""
     with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="lab-decode") as pool:
         pending: deque = deque()
         for path in paths:
-            pending.append(pool.submit(decode_for_model, path, backbone))
+            pending.append(pool.submit(decode_for_model, path, backbone, sha256.get(path)))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
@@ -141,6 +144,7 @@ def extract_batches(
     backbone: Backbone,
     batch_size: int = 32,
     n_jobs: int | None = None,
+    sha256: dict | None = None,
 ) -> Iterator[ExtractedBatch]:
     """Yield the network's outputs batch by batch for a stream of image files.
 
@@ -154,6 +158,9 @@ def extract_batches(
         Images per network call.
     n_jobs : int, optional
         Decoding threads; default the number of CPU cores.
+    sha256 : dict, optional
+        Path -> content hash for files the caller has already hashed (each
+        file is then hashed once).
 
     Yields
     ------
@@ -174,7 +181,7 @@ def extract_batches(
             image.pixels = None  # release the decoded pixels now
         return ExtractedBatch(list(good), embeddings, probabilities, list(failed))
 
-    for record in _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs):
+    for record in _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs, sha256=sha256 or {}):
         (failed if record.error else good).append(record)
         if len(good) == batch_size:
             yield flush()
