@@ -24,7 +24,7 @@ from PIL import Image
 
 from .exploration import Explorer
 from .feedback import FeedbackStore
-from .image_decoding import ImageDecodeError, decode_image
+from .image_decoding import ImageDecodeError, decode_image, read_image_file
 from .neighbors import METRICS, NeighborIndex
 from .term_model import TermClassifier, unit_rows
 from .vocabulary import Resolution, load_vocabulary, normalize_term
@@ -159,7 +159,7 @@ class SearchEngine:
                 return self._row_query(row, str(path))
             if not path.exists():
                 raise FileNotFoundError(f"no such image: {image}")
-            return self._outside_query(path.read_bytes(), str(path))
+            return self._outside_query(read_image_file(path), str(path))
         if isinstance(image, (bytes, bytearray, memoryview)):
             return self._outside_query(bytes(image), "uploaded image")
         if isinstance(image, Image.Image):
