@@ -404,7 +404,7 @@ class Collection:
         term = engine.resolve_term(query).term
         row, path = self._image_in_collection(image)
         sha = self.images["sha256"].iat[row]
-        return engine.feedback.add_judgment(term, sha, path, bool(relevant), user, np.asarray(self.embeddings[row], np.float32))
+        return engine.feedback.add_judgment(term, sha, display_path(path), bool(relevant), user, np.asarray(self.embeddings[row], np.float32))
 
     def teach(self, word: str, image, user: str | None = None) -> int:
         """Give an example image of ``word`` (an inverse image query).
@@ -416,7 +416,7 @@ class Collection:
         engine = self._engine()
         term = engine.resolve_term(word).term
         found = engine.query_image(image)
-        return engine.feedback.add_example(term, found.sha256, found.source, user, found.embedding)
+        return engine.feedback.add_example(term, found.sha256, display_path(found.source), user, found.embedding)
 
     def judgments(self, query: str | None = None) -> pd.DataFrame:
         """Every judgment (of one word, if given): id, term, sha256, path, relevant, user, created."""
