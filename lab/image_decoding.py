@@ -320,6 +320,34 @@ def _decode_estimate(image: Image.Image) -> int:
     return image.width * image.height * (native + 4)
 
 
+_TRIM_ABOVE_BYTES = 32 << 20
+
+
+def _return_freed_memory() -> None:
+    """Hand memory freed by a large decode back to the operating system.
+
+    glibc keeps freed memory in the arena of the thread that freed it (blocks
+    under its 32 MB mmap threshold), so without this every decoding thread
+    would keep about one large image's worth of memory, and peak memory would
+    grow with the number of threads even though the budget lets only one
+    large image decode at a time. ``malloc_trim`` returns it; elsewhere this
+    does nothing.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def _reduce(image: Image.Image, min_side: int) -> Image.Image:
     """Shrink by an integer factor (box filter) while both sides stay at least ``2 * min_side``."""
     factor = min(image.width, image.height) // (2 * min_side)
@@ -421,7 +449,8 @@ def decode_image_with_size(source, min_side: int | None = None) -> tuple[Image.I
                     f"too many pixels to decode ({image.width} x {image.height}, limit {MAX_PIXELS:,}); "
                     "refusing a possible decompression bomb"
                 )
-            with _BUDGET.reserve(_decode_estimate(image)):
+            estimate = _decode_estimate(image)
+            with _BUDGET.reserve(estimate):
                 image.seek(0)  # first frame of animations
                 image.load()
                 rotated = image.size
@@ -433,7 +462,11 @@ def decode_image_with_size(source, min_side: int | None = None) -> tuple[Image.I
                     full_width, full_height = full_height, full_width
                 if min_side:
                     image = _reduce(image, min_side)
-                return _to_rgb(image), (full_width, full_height)
+                result = _to_rgb(image)
+                del image
+                if estimate >= _TRIM_ABOVE_BYTES:
+                    _return_freed_memory()
+                return result, (full_width, full_height)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
