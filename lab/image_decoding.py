@@ -16,21 +16,25 @@ FIFO or device, unreadable folder) with the reason, under its own path.
 
 Limits, and why:
 
-* :data:`MAX_PIXELS` (178,956,970, Pillow's own hard limit) bounds the pixels
-  actually decoded. JPEGs are decoded in draft mode when the caller needs only
-  ``min_side`` pixels, up to 8 times smaller per side, so a 12000 x 9000 (108 MP)
-  photo decodes as 1500 x 1125; the limit then applies to those pixels, while
-  a PNG/TIFF/WebP is decoded whole. The number keeps one decoded image under
-  1.5 GB (Pillow holds 4 bytes a pixel, plus one converted copy) and lets the
-  largest camera sensors (150 MP) through; Pillow's warning threshold at half of
-  it (89.5 MP) used to refuse 108 MP camera JPEGs.
+* :data:`MAX_PIXELS` (178,956,970) bounds the pixels actually decoded. JPEGs
+  are decoded in draft mode when the caller needs only ``min_side`` pixels, up
+  to 8 times smaller per side, so a 12000 x 9000 (108 MP) photo decodes as
+  1500 x 1125 and counts as 1.7 MP; a PNG/TIFF/WebP is decoded whole. The
+  number is Pillow's own hard limit (2 x ``Image.MAX_IMAGE_PIXELS``), which
+  Pillow also applies to the size a file states when it is opened, so no file
+  stating more is decoded at all. It keeps one decode under 1.5 GB (Pillow
+  holds 4 bytes a pixel, plus one converted copy) and lets the largest camera
+  sensors (150 MP) through. Pillow's warning threshold, half of it (89.5 MP),
+  used to be treated as the limit and refused 108 MP camera JPEGs.
 * :data:`DECODE_MEMORY_BYTES` (1 GiB) is shared by every decode running in the
   process, whatever the number of threads: a decode first reserves its
   estimate (pixels x (bytes a pixel + 4)) and waits while others hold the
-  budget, and an image larger than the whole budget runs alone. Pixels being
-  decoded therefore take at most ``max(DECODE_MEMORY_BYTES, largest image's
-  estimate)``. Before this, eight 88 MP PNGs decoded by eight threads took
-  5.5 GB.
+  budget, and an image larger than the whole budget runs alone; memory a large
+  decode freed is handed back to the system before the next one starts. Pixels
+  being decoded therefore take at most ``max(DECODE_MEMORY_BYTES, largest
+  image's estimate)``: eight 88 MP PNGs decoded by eight threads grow the
+  process by 352 MB, 2,590 MB without the budget
+  (``results/bench_decode_memory.md``).
 * :data:`MAX_FILE_BYTES` (1 GiB) caps every read, so a runaway file cannot
   exhaust memory when a query image is read whole.
 """

@@ -136,7 +136,7 @@ def test_find_images_walks_folders_and_skips_hidden_and_non_images(tmp_path, cat
 # A child process decodes what the fuzzer sends, so that a hang, a crash of the
 # interpreter or runaway memory is seen by the test instead of taking it down.
 _FUZZ_WORKER = r"""
-import json, resource, struct, sys
+import json, struct, sys
 import lab.image_decoding as decoding
 decoding.MAX_PIXELS = int(sys.argv[1])
 stdin, stdout = sys.stdin.buffer, sys.stdout
@@ -150,7 +150,10 @@ while header := stdin.read(8):
         outcome = {"ok": False, "error": "ImageDecodeError", "message": str(err)}
     except BaseException as err:
         outcome = {"ok": False, "error": type(err).__name__, "message": repr(err)}
-    outcome["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not getrusage: ru_maxrss carries over the parent's peak through fork and exec
+    with open("/proc/self/status") as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    outcome["max_rss_mb"] = peak_kb / 1024
     stdout.write(json.dumps(outcome) + "\n")
     stdout.flush()
 """
