@@ -102,6 +102,8 @@ def test_fifo_and_dev_zero_are_skipped_without_being_opened(tmp_path, photo_fold
     assert reasons["pipe.jpg"].startswith("not a regular file (a FIFO)")
     assert reasons["zero.jpg"].startswith("not a regular file (a character device)")
     assert report.skipped_by_reason() == {reasons["pipe.jpg"]: 1, reasons["zero.jpg"]: 1}
+    named = _within(60, col.add, [folder / "pipe.jpg", folder / "zero.jpg"], progress=False)  # named, not walked
+    assert named.added == 0 and _skipped(named) == reasons
 
 
 def test_outside_fifo_and_dev_zero_are_refused_as_queries(tmp_path, photo_collection):
@@ -173,6 +175,22 @@ def test_unknown_extension_and_dangling_symlink_are_reported_under_their_own_pat
         {"path": str(folder / "holiday.heic"), "reason": "unknown extension .heic"},
     ]
     assert "moved-away" not in str(report)
+
+
+def test_a_long_list_of_skipped_files_is_shortened_in_text_but_not_in_json(tmp_path):
+    from lab.collection import IndexReport
+
+    (tmp_path / "notes").mkdir()
+    for i in range(25):
+        (tmp_path / "notes" / f"{i:02d}.txt").write_text("not a photo")
+    os.symlink(tmp_path / "notes", tmp_path / "linked")
+    report = IndexReport(skipped=scan_images(tmp_path).skipped)
+    assert report.skipped_by_reason() == {"unknown extension .txt": 25, "symlink to a folder (not followed)": 1}
+    text = str(report)
+    assert "skipped 25: unknown extension .txt" in text and "... and 5 more (--json lists every one)" in text
+    assert str(tmp_path / "notes" / "19.txt") in text and str(tmp_path / "notes" / "20.txt") not in text
+    assert f"skipped 1: symlink to a folder (not followed)\n    {tmp_path / 'linked'}" in text
+    assert len(report.to_dict()["skipped"]) == 26
 
 
 def _skipped_by_scan(folder: Path) -> list[dict]:
