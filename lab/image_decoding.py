@@ -108,7 +108,7 @@ _FILE_KINDS = (
 
 
 def _kind_of(mode: int) -> str:
-    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    return next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
 
 
 def _stat_failure(path, err: OSError) -> str:
