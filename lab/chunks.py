@@ -39,6 +39,11 @@ __all__ = [
 
 STORAGE_DTYPE = np.float16
 IMAGE_COLUMNS = ["path", "size", "mtime_ns", "sha256", "width", "height"]
+# File names are bytes; Python holds those that are not UTF-8 as lone surrogates
+# (os.fsdecode). surrogateescape writes them back as the original bytes and reads
+# them as the same string, so every path round-trips exactly (other paths: plain UTF-8).
+_PATH_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+_PATH_ENCODING_READ = {"encoding": "utf-8", "encoding_errors": "surrogateescape"}
 _IMAGE_DTYPES = {"path": str, "size": "int64", "mtime_ns": "int64", "sha256": str, "width": "int64", "height": "int64"}
 
 
@@ -58,7 +63,7 @@ class Chunk:
         return np.load(self.folder / f"{kind}.npy", mmap_mode="r", allow_pickle=False)
 
     def images(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder / "images.csv", dtype=_IMAGE_DTYPES, keep_default_na=False)
+        return pd.read_csv(self.folder / "images.csv", dtype=_IMAGE_DTYPES, keep_default_na=False, **_PATH_ENCODING_READ)
 
 
 def _fsync(path: Path) -> None:
@@ -114,7 +119,7 @@ def write_chunk(root: Path, images: pd.DataFrame, embeddings: np.ndarray, class_
     tmp = _new_tmp(root)
     for kind, values in (("embeddings", embeddings), ("class_probabilities", class_probabilities)):
         np.save(tmp / f"{kind}.npy", np.asarray(values, STORAGE_DTYPE), allow_pickle=False)
-    images[IMAGE_COLUMNS].to_csv(tmp / "images.csv", index=False)
+    images[IMAGE_COLUMNS].to_csv(tmp / "images.csv", index=False, **_PATH_ENCODING)
     return _commit(tmp, root, n)
 
 
@@ -157,7 +162,7 @@ def merge_chunks(root: Path, chunks: list[Chunk], keep_rows: np.ndarray | None =
     for chunk in chunks:
         tables.append(chunk.images()[keep[offset : offset + chunk.n_rows]])
         offset += chunk.n_rows
-    pd.concat(tables, ignore_index=True)[IMAGE_COLUMNS].to_csv(tmp / "images.csv", index=False)
+    pd.concat(tables, ignore_index=True)[IMAGE_COLUMNS].to_csv(tmp / "images.csv", index=False, **_PATH_ENCODING)
     return _commit(tmp, root, n_kept)
 
 

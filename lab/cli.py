@@ -47,13 +47,15 @@ def _cmd_info(args) -> int:
 
 
 def _print_results(frame, args) -> None:
+    from .image_decoding import display_path
+
     if args.json:
         _print_json({**{k: v for k, v in frame.attrs.items()}, "results": frame.to_dict(orient="records")})
         return
     if frame.attrs.get("message"):
         print(frame.attrs["message"], file=sys.stderr)
     for rank, row in enumerate(frame.itertuples(index=False), start=1):
-        print(f"{rank:>3}  {row.score:8.4f}  {row.path}  ({row.reason})")
+        print(f"{rank:>3}  {row.score:8.4f}  {display_path(row.path)}  ({row.reason})")
 
 
 def _cmd_search(args) -> int:

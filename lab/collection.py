@@ -20,6 +20,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,7 @@ import pandas as pd
 
 from .chunks import IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, atomic_write_json, merge_chunks, remove_unlisted, write_chunk
 from .feedback import FeedbackStore
-from .image_decoding import find_images
-from .models.base import file_sha256
+from .image_decoding import ImageDecodeError, display_path, file_sha256, open_image_file, scan_images
 from .search.config import SearchConfig
 from .vectors import N_CLASSES
 
@@ -40,6 +40,7 @@ __all__ = ["Collection", "CollectionError", "IndexReport", "SCHEMA_VERSION"]
 SCHEMA_VERSION = 1
 _FORMAT = "lab-collection"
 _MAX_SEGMENTS = 8
+_LISTED_PER_REASON = 20  # skipped files named per reason in str(IndexReport)
 
 
 class CollectionError(RuntimeError):
@@ -48,21 +49,64 @@ class CollectionError(RuntimeError):
 
 @dataclass
 class IndexReport:
-    """What one :meth:`Collection.add` did."""
+    """What one :meth:`Collection.add` did.
+
+    ``failed`` lists the files that were read but could not be indexed
+    (corrupt, truncated, too large, ...); ``skipped`` lists the entries that
+    were never opened (unknown extension, symlink loop, dangling symlink, FIFO
+    or device, unreadable folder), each under its own path. Paths are kept
+    exactly (file names that are not UTF-8 included); ``str(report)`` shows
+    them with ``\\xNN`` escapes.
+    """
 
     added: int = 0
     unchanged: int = 0
     failed: list[dict] = field(default_factory=list)  # [{"path": ..., "reason": ...}]
     total: int = 0  # images in the collection afterwards
     reused: int = 0  # of ``added``: identical bytes already indexed under another path
+    skipped: list[dict] = field(default_factory=list)  # [{"path": ..., "reason": ...}]
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """How many entries were skipped for each reason, most frequent first."""
+        return dict(Counter(item["reason"] for item in self.skipped).most_common())
 
     def to_dict(self) -> dict:
-        return {"added": self.added, "unchanged": self.unchanged, "failed": self.failed, "total": self.total, "reused": self.reused}
+        return {
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "total": self.total,
+            "reused": self.reused,
+            "skipped": self.skipped,
+            "skipped_by_reason": self.skipped_by_reason(),
+        }
 
     def __str__(self) -> str:
-        lines = [f"added {self.added}, unchanged {self.unchanged}, failed {len(self.failed)}; {self.total} images in the collection"]
-        lines += [f"  failed: {item['path']}: {item['reason']}" for item in self.failed]
+        lines = [
+            f"added {self.added}, unchanged {self.unchanged}, failed {len(self.failed)}, skipped {len(self.skipped)}; "
+            f"{self.total} images in the collection"
+        ]
+        lines += [f"  failed: {display_path(item['path'])}: {item['reason']}" for item in self.failed]
+        for reason, count in self.skipped_by_reason().items():
+            paths = [item["path"] for item in self.skipped if item["reason"] == reason]
+            lines.append(f"  skipped {count}: {reason}")
+            lines += [f"    {display_path(path)}" for path in paths[:_LISTED_PER_REASON]]
+            if count > _LISTED_PER_REASON:
+                lines.append(f"    ... and {count - _LISTED_PER_REASON} more (--json lists every one)")
         return "\n".join(lines)
+
+
+def _resolved(image: str | os.PathLike) -> Path:
+    """An absolute path, with a clear error for a symlink loop (``Path.resolve`` raises RuntimeError)."""
+    try:
+        return Path(image).expanduser().resolve()
+    except RuntimeError:
+        raise ValueError(f"cannot use {display_path(image)}: a symlink loop") from None
+
+
+def _sha256(path: Path) -> str:
+    with open_image_file(path) as f:
+        return file_sha256(f)
 
 
 class Collection:
@@ -398,7 +442,7 @@ class Collection:
             if not 0 <= row < len(self):
                 raise IndexError(f"row id {row} is out of range: the collection has {len(self)} images")
             return row
-        path = str(Path(image).expanduser().resolve())
+        path = str(_resolved(image))
         matches = np.flatnonzero(self.images["path"].to_numpy() == path)
         return int(matches[0]) if len(matches) else None
 
@@ -408,7 +452,7 @@ class Collection:
             row = self.row_of(image)
             return self._search().query_image(row)
         if isinstance(image, (str, os.PathLike)):
-            path = Path(image).expanduser().resolve()
+            path = _resolved(image)
             row = self.row_of(path)
             if row is not None:
                 return self._search().query_image(row, source=str(path))
@@ -450,7 +494,7 @@ class Collection:
         search = self._search()
         search.resolve_term(word)  # a bad word is refused before the image is looked up
         row, path = self._image_in_collection(image)
-        return search.judge(word, row, relevant, user, path=path)
+        return search.judge(word, row, relevant, user, path=display_path(path))
 
     def teach(self, word: str, image, user: str | None = None) -> int:
         """Give an example image of ``word`` (an inverse image query).
@@ -461,7 +505,9 @@ class Collection:
         """
         search = self._search()
         search.resolve_term(word)  # a bad word is refused before the image is read
-        return search.teach(word, self._query_image(image), user)
+        found = self._query_image(image)
+        found.source = display_path(found.source)
+        return search.teach(word, found, user)
 
     def judgments(self, word: str | None = None) -> pd.DataFrame:
         """Every judgment (of one word, if given): id, term, sha256, path, relevant, user, created."""
@@ -508,7 +554,12 @@ class Collection:
 
         Only new files and files whose content changed are run through the
         network. Files that cannot be read are reported with the reason and
-        skipped; they never stop the run.
+        skipped; they never stop the run. Entries that are not taken at all
+        (unknown extension, symlink loop, dangling symlink, FIFO or device,
+        unreadable folder; see :func:`lab.image_decoding.scan_images`) are
+        listed in the report's ``skipped``. Memory stays bounded whatever
+        ``n_workers`` is: decodes share one budget
+        (:data:`lab.image_decoding.DECODE_MEMORY_BYTES`, 1 GiB).
 
         Parameters
         ----------
@@ -526,23 +577,28 @@ class Collection:
         Returns
         -------
         IndexReport
-            Counts of added, unchanged and failed files (with reasons).
+            Counts of added and unchanged files; failed and skipped files
+            with their reasons.
         """
         from tqdm.auto import tqdm
 
         from .extraction import extract_batches
 
-        files = find_images(sources)
-        report = IndexReport()
+        scan = scan_images(sources)
+        files = scan.files
+        report = IndexReport(skipped=scan.skipped)
         with self._writer_lock():
             known = self._all_rows().drop_duplicates("path", keep="last").set_index("path")
             to_check = []
             for path in files:
                 key = str(path)
                 if key in known.index:
-                    stat = path.stat()
+                    try:
+                        stat = path.stat()
+                    except OSError:
+                        stat = None  # gone since the scan: the decoder reports why
                     row = known.loc[key]
-                    if stat.st_size == row["size"] and stat.st_mtime_ns == row["mtime_ns"]:
+                    if stat is not None and stat.st_size == row["size"] and stat.st_mtime_ns == row["mtime_ns"]:
                         report.unchanged += 1
                         continue
                 to_check.append(path)
@@ -614,8 +670,8 @@ class Collection:
     def _hash_files(self, paths: list[Path], n_jobs: int | None) -> list[str | None]:
         def safe_hash(path):
             try:
-                return file_sha256(path)
-            except OSError:
+                return _sha256(path)
+            except (OSError, ImageDecodeError):
                 return None
 
         with ThreadPoolExecutor(max_workers=n_jobs or os.cpu_count() or 2) as pool:

@@ -4,7 +4,9 @@ Worker threads read, hash and decode files (Pillow releases the GIL while
 decoding) while the main thread runs the network on the previous batch, so the
 CPU cores are busy with the network instead of waiting for JPEG decoding.
 Only a bounded window of decoded images is held at any time, so memory stays
-flat however many files there are.
+flat however many files there are, and the decodes in flight share one memory
+budget (:data:`lab.image_decoding.DECODE_MEMORY_BYTES`), so huge images cannot
+add up however many threads decode them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .image_decoding import ImageDecodeError, decode_image_with_size
+from .image_decoding import ImageDecodeError, decode_image_with_size, file_sha256, open_image_file, read_image_file
 from .models.base import Backbone
 
 __all__ = ["DecodedImage", "ExtractedBatch", "decode_for_model", "extract_batches", "featurize_image"]
@@ -53,16 +55,24 @@ class ExtractedBatch:
 def decode_for_model(path: str | os.PathLike, backbone: Backbone, sha256: str | None = None) -> DecodedImage:
     """Read, hash and decode one file into the backbone's input; never raises for bad files.
 
-    ``sha256``, when the caller has just hashed the file, is used instead of hashing it again.
+    The file is opened once through :func:`lab.image_decoding.open_image_file`
+    (regular files only, at most ``MAX_FILE_BYTES``), hashed in 1 MB blocks
+    (unless the caller passes the ``sha256`` it has just computed) and decoded
+    from the same open file, so its bytes are never held in memory whole; the
+    decode itself draws on the process-wide decode memory budget
+    (``lab.image_decoding.DECODE_MEMORY_BYTES``), which bounds memory
+    whatever the number of threads.
     """
     path = Path(path)
     record = DecodedImage(path=path)
     try:
-        stat = path.stat()
-        record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
-        encoded = path.read_bytes()
-        record.sha256 = sha256 or hashlib.sha256(encoded).hexdigest()
-        record.pixels, (record.width, record.height) = _model_input(encoded, backbone)
+        with open_image_file(path) as file:
+            stat = os.fstat(file.fileno())
+            record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
+            record.sha256 = sha256 or file_sha256(file)
+            file.seek(0)
+            image, (record.width, record.height) = decode_image_with_size(file, min_side=backbone.image_size)
+        record.pixels = backbone.preprocess(image)
     except ImageDecodeError as err:
         record.error = str(err)
     except OSError as err:
@@ -101,7 +111,7 @@ def featurize_image(image, backbone: Backbone) -> tuple[np.ndarray, np.ndarray, 
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
-        encoded, source = path.read_bytes(), str(path)
+        encoded, source = read_image_file(path), str(path)  # regular files only, size-capped
     elif isinstance(image, (bytes, bytearray, memoryview)):
         encoded, source = bytes(image), "uploaded image"
     elif isinstance(image, Image.Image):
