@@ -16,7 +16,8 @@ collection's own judgments are never touched:
   new page, what was achievable, relevant images found, and the page of the
   first relevant image;
 * teach once: P@20 after one example image of the word (mean of ``seeds``
-  seeded draws).
+  seeded draws), and the first page's P@20 after that example and one
+  judged page.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Evaluation:
     keywords: pd.DataFrame
     query_by_example: pd.DataFrame
     teach_once: pd.DataFrame
+    taught_rounds: pd.DataFrame  # the simulated user after teaching one example: one row per (word, round)
     facts: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -77,6 +79,9 @@ class Evaluation:
             "words_never_found": int(first.isna().sum()),
             "latest_first_relevant_page": None if first.isna().all() else int(first.max()),
             "teach_once_p@20": float(self.teach_once["p@20"].mean()),
+            "first_page_p@20_after_one_example_and_one_judged_page": float(
+                self.taught_rounds.loc[self.taught_rounds["round"] == 1, "first_page_p@20"].mean()
+            ),
         }
 
     def by_kind(self) -> pd.DataFrame:
@@ -107,7 +112,8 @@ class Evaluation:
             "- relevant images found: " + ", ".join(f"{v:.1f} in {k.split('_')[2]} pages" for k, v in s.items() if k.startswith("found_in_")),
             f"- words with no relevant image in {self.rounds['round'].max() + 1} pages: {s['words_never_found']}; "
             f"latest page of a first relevant image: {s['latest_first_relevant_page']}",
-            f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws)",
+            f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
+            f"after one example and one judged page, first-page P@20 {s['first_page_p@20_after_one_example_and_one_judged_page']:.3f}",
             "",
             "## By kind of word",
             "",
@@ -192,6 +198,8 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
         with col.scratch_feedback():
             taught.append(each_word(lambda w: teach_once(col, labels, w, k=k, seed=seed + 1000 * len(taught)), f"teach once ({seed + 1}/{seeds})"))
     taught = pd.concat(taught, ignore_index=True)
+    with col.scratch_feedback():
+        taught_rounds = each_word(lambda w: simulate_feedback(col, labels, w, rounds=1, k=k, teach_first=True), "teach, then judge a page")
     qbe = query_by_example_table(col, labels, n_queries=n_queries)
 
     first = simulated[simulated["precision"] > 0].groupby("word")["round"].min() + 1
@@ -202,4 +210,4 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     per_word["new_page_precision"] = simulated.groupby("word")["precision"].apply(lambda p: " ".join(f"{v:.2f}" for v in p)).reindex(per_word.index)
     per_word["teach_once_p@20"] = taught.groupby("word")[f"p@{k}"].mean().reindex(per_word.index)
     facts = {"collection": str(col.root), "n_images": len(col), "model": col.model_name, "rounds": rounds, "k": k, "seconds": time.time() - started}
-    return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, facts)
+    return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)
