@@ -79,7 +79,8 @@ def _cmd_judge(args) -> int:
 
     col = Collection.open(args.collection)
     relevant = not args.not_relevant
-    ids = [col.judge(args.query, _row_or_path(image), relevant=relevant, user=args.user) for image in args.images]
+    # every image is checked before any judgment is written; all are stored in one transaction
+    ids = col.judge(args.query, [_row_or_path(image) for image in args.images], relevant=relevant, user=args.user)
     if args.json:
         _print_json({"query": args.query, "relevant": relevant, "judgment_ids": ids})
     else:
@@ -89,8 +90,11 @@ def _cmd_judge(args) -> int:
 
 def _cmd_teach(args) -> int:
     from .collection import Collection
+    from .validation import check_image
 
     col = Collection.open(args.collection)
+    for image in args.images:  # refuse an empty path or a folder before teaching any
+        check_image(_row_or_path(image))
     ids = [col.teach(args.word, _row_or_path(image), user=args.user) for image in args.images]
     if args.json:
         _print_json({"word": args.word, "example_ids": ids})
@@ -125,10 +129,22 @@ def _cmd_panel(args) -> int:
         return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (and exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if not isinstance(err, OSError) or err.strerror is None else f"{err.strerror}: {err.filename or ''}".rstrip(": ")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description="Search collections of unlabeled images.")
+    parser = _Parser(prog="lab", description="Search collections of unlabeled images.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name, func, help_text):
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -181,13 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lab`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    import sqlite3
+
     from .collection import CollectionError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
-        print(f"lab {args.command}: error: {err}", file=sys.stderr)
+    except (OSError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+        print(f"lab {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as err:
+        print(f"lab {args.command}: error: the feedback store of {args.collection} is damaged or locked ({_one_line(err)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lab {args.command}: interrupted; finished chunks are kept, run the same command to resume", file=sys.stderr)

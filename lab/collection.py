@@ -31,6 +31,7 @@ import pandas as pd
 
 from .chunks import IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, atomic_write_json, merge_chunks, remove_unlisted, write_chunk
 from .image_decoding import find_images
+from .validation import check_count, check_image, check_images, check_relevant, check_word
 
 __all__ = ["Collection", "CollectionError", "IndexReport", "SCHEMA_VERSION"]
 
@@ -302,6 +303,8 @@ class Collection:
             ``n_explored`` (rows added by ``explore``) and a ``message`` for
             the user when evidence is thin or absent.
         """
+        check_word(query)
+        k, offset = check_count(k, "k", 1), check_count(offset, "offset")
         return self._engine().search(query, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore)
 
     def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:
@@ -323,6 +326,7 @@ class Collection:
             ``id``, ``path``, ``score`` (higher is closer), ``distance``,
             ``reason``; the query image itself is left out.
         """
+        query, k = check_image(query, "query"), check_count(k, "k", 1)
         return self._engine().similar(query, k=k, metric=metric, layer=layer)
 
     def row_of(self, image) -> int | None:
@@ -361,22 +365,39 @@ class Collection:
         Parameters
         ----------
         query : str
-        image : int or path-like
-            Row id or path of an image in the collection.
+        image : int or path-like, or a list of them
+            Row id or path of an image in the collection. For a list, every
+            image is checked before anything is written, and all judgments
+            are stored in one transaction (all or none).
         relevant : bool
+            True or False (numpy booleans and the integers 0/1 too); anything
+            else, such as the string "no", raises ``TypeError``.
         user : str, optional
             Who judged; each user's votes count once per image.
 
         Returns
         -------
-        int
-            The judgment's id.
+        int or list of int
+            The judgment's id (a list of ids for a list of images).
         """
+        check_word(query)
+        relevant = check_relevant(relevant)
+        if isinstance(image, (list, tuple)):
+            return self._judge_many(query, check_images(image), relevant, user)
         engine = self._engine()
         term = engine.resolve_term(query).term
         row, path = self._image_in_collection(image)
         sha = self.images["sha256"].iat[row]
         return engine.feedback.add_judgment(term, sha, path, bool(relevant), user, np.asarray(self.embeddings[row], np.float32))
+
+    def _judge_many(self, query: str, images: list, relevant: bool, user: str | None) -> list[int]:
+        """Judge several images at once: every image is checked first, then all are written in one transaction."""
+        engine = self._engine()
+        term = engine.resolve_term(query).term
+        rows = [self._image_in_collection(image) for image in images]
+        sha = self.images["sha256"].to_numpy()
+        items = [(term, sha[row], path, relevant, user, np.asarray(self.embeddings[row], np.float32)) for row, path in rows]
+        return engine.feedback.add_judgments(items)
 
     def teach(self, word: str, image, user: str | None = None) -> int:
         """Give an example image of ``word`` (an inverse image query).
@@ -385,6 +406,7 @@ class Collection:
         image, pixels); outside images are not added to the collection.
         Returns the example's id.
         """
+        word, image = check_word(word, "word"), check_image(image)
         engine = self._engine()
         term = engine.resolve_term(word).term
         found = engine.query_image(image)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .feedback import FeedbackStore
 from .image_decoding import ImageDecodeError, decode_image
 from .neighbors import METRICS, NeighborIndex
 from .term_model import TermClassifier, unit_rows
+from .validation import has_letters
 from .vocabulary import Resolution, load_vocabulary, normalize_term
 
 __all__ = ["QueryImage", "SearchEngine", "LAYERS"]
@@ -64,7 +64,7 @@ def _term_of(query: str) -> str:
     term = normalize_term(query)
     if not term:
         raise ValueError("the query is empty: type a word such as 'dog' or 'beach'")
-    if not re.search(r"[a-z]", term):
+    if not has_letters(term):  # a word in any script: "dog", "猫", "собака"
         raise ValueError(f"the query {query!r} has no letters: type a word such as 'dog' or 'beach'")
     return term
 
