@@ -117,16 +117,27 @@ def _cmd_terms(args) -> int:
 
 
 def _cmd_panel(args) -> int:
+    import signal
+
     from .panel import serve
 
-    process = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open)
-    print(f"serving the search panel at http://{args.ip}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
+    def stop_on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    server = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open, cull_idle=args.cull_idle)
+    # SIGTERM / SIGHUP end `lab panel` the way Ctrl-C does: Voila and every kernel are stopped too
+    previous = {sig: signal.signal(sig, stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    print(f"serving the search panel at {server.url} (Ctrl-C stops it)", file=sys.stderr)
     try:
-        return process.wait()
+        return server.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
         return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -190,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--open", action="store_true", help="open a browser")
+    p.add_argument(
+        "--cull-idle", type=float, default=600, metavar="SECONDS",
+        help="shut down a page's kernel once no browser is connected and it has been idle this long (default 600; 0: never)",
+    )
     return parser
 
 
