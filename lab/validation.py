@@ -85,7 +85,8 @@ def check_image(value, name: str = "image"):
     """An image argument of ``similar`` / ``teach`` / ``judge``: refuses what can never be an image.
 
     Row ids, paths, bytes, PIL images and arrays pass (arrays are checked for
-    NaN/inf); an empty path, a folder, a boolean or a float are refused.
+    NaN/inf); an empty path, a folder, a pipe or device, a boolean or a
+    float are refused.
     """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a row id or an image, got {value!r}")
@@ -104,6 +105,8 @@ def check_image(value, name: str = "image"):
         path = Path(text).expanduser()
         if path.is_dir():
             raise ValueError(f"{name} {text} is a folder, not an image file (to index a folder use `lab index` / Collection.add)")
+        if path.exists() and not path.is_file():  # never opened: a pipe would block, /dev/zero never ends
+            raise ValueError(f"{name} {text} is not a regular file (a pipe, device or socket), so not an image")
         return value
     if isinstance(value, (bytes, bytearray, memoryview)) and len(value) == 0:
         raise ValueError(f"{name} is empty (0 bytes)")

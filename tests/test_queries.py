@@ -1,5 +1,6 @@
 """Bad query arguments get a clear error naming the argument, in Python and on the command line (issue 9)."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -64,6 +65,11 @@ def test_images_that_can_never_be_images_are_refused(tmp_path):
         check_image("")
     with pytest.raises(ValueError, match="is a folder"):
         check_image(tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    for special in ("pipe.jpg", "zero.jpg"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            check_image(tmp_path / special)
     with pytest.raises(TypeError, match="row id"):
         check_image(True)
     with pytest.raises(TypeError, match="int"):
