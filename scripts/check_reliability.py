@@ -902,11 +902,12 @@ def panel_uploads(ctx):
     from panel_driver import launch, open_panel, serial
 
     folder = ctx.folder("uploads")
-    files = {}
-    for name, side in (("big.png", 4400), ("huge.png", 5200)):
-        pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / name, compress_level=1)
-        files[name] = folder / name
+    pixels = np.random.default_rng(0).integers(0, 256, (4400, 4400, 3), dtype=np.uint8)  # noise: 55 MB as PNG
+    Image.fromarray(pixels).save(folder / "big.png", compress_level=1)
+    with open(folder / "huge.png", "wb") as f:  # 77 MB of a PNG signature and zeros: refused or not by its size alone
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.truncate(77 * 2**20)
+    files = {"big.png": folder / "big.png", "huge.png": folder / "huge.png"}
 
     def upload(page, path, before):
         """Upload a file; returns the status line once new results show or the status says why not."""
