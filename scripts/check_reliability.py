@@ -397,12 +397,35 @@ def open_and_query(path: Path):
     return attempt(run)
 
 
-@case(S_DAMAGE, "a line deleted from a chunk's images.csv")
-def csv_line_deleted(ctx):
-    path = ctx.collection_copy("csv-line")
+def delete_csv_line(path: Path) -> None:
     csv = only_chunk(path) / "images.csv"
     lines = csv.read_text().splitlines(keepends=True)
     csv.write_text("".join(lines[:5] + lines[6:]))
+
+
+def truncate_embeddings(path: Path) -> None:
+    npy = only_chunk(path) / "embeddings.npy"
+    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+
+
+def edit_first_chunk(path: Path, **fields) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["chunks"][0].update(fields)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def refused_on_open(ctx, name: str, damage, accepted: str) -> tuple[bool, str]:
+    """Damage a copy of the clean collection, then open and query it: ok when it is refused clearly."""
+    path = ctx.collection_copy(name)
+    damage(path)
+    n, err = open_and_query(path)
+    return refused(err), f"refused: {describe(err)}" if err else accepted.format(n=n)
+
+
+@case(S_DAMAGE, "a line deleted from a chunk's images.csv")
+def csv_line_deleted(ctx):
+    path = ctx.collection_copy("csv-line")
+    delete_csv_line(path)
     n, err = open_and_query(path)
     if err is not None:
         return refused(err), f"refused: {describe(err)}"
@@ -412,12 +435,10 @@ def csv_line_deleted(ctx):
 
 @case(S_DAMAGE, "re-indexing after a deleted images.csv line")
 def csv_line_reindex(ctx):
-    path = ctx.collection_copy("csv-reindex")
-    csv = only_chunk(path) / "images.csv"
-    lines = csv.read_text().splitlines(keepends=True)
-    csv.write_text("".join(lines[:5] + lines[6:]))
     from lab import Collection
 
+    path = ctx.collection_copy("csv-reindex")
+    delete_csv_line(path)
     _, err = attempt(lambda: Collection.open(path).add(ctx.photos, progress=False))
     if err is not None:
         return refused(err), f"refused: {describe(err)}"
@@ -427,11 +448,7 @@ def csv_line_reindex(ctx):
 
 @case(S_DAMAGE, "a truncated embeddings.npy")
 def truncated_npy(ctx):
-    path = ctx.collection_copy("truncated")
-    npy = only_chunk(path) / "embeddings.npy"
-    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
-    n, err = open_and_query(path)
-    return refused(err), f"refused: {describe(err)}" if err else f"opened and queried {n} images"
+    return refused_on_open(ctx, "truncated", truncate_embeddings, "opened and queried {n} images")
 
 
 @case(S_DAMAGE, "re-indexing after a truncated .npy never says 'unchanged' for damaged rows")
@@ -439,8 +456,7 @@ def truncated_reindex(ctx):
     from lab import Collection
 
     path = ctx.collection_copy("truncated-reindex")
-    npy = only_chunk(path) / "embeddings.npy"
-    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+    truncate_embeddings(path)
     report, err = attempt(lambda: Collection.open(path).add(ctx.photos, progress=False))
     if err is not None:
         return refused(err), f"refused: {describe(err)}"
@@ -450,34 +466,26 @@ def truncated_reindex(ctx):
 
 @case(S_DAMAGE, "a chunk named ../../.. in the manifest")
 def chunk_name_traversal(ctx):
-    path = ctx.collection_copy("traversal")
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["chunks"][0]["name"] = "../../.."
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    n, err = open_and_query(path)
-    return refused(err), f"refused: {describe(err)}" if err else f"opened ({n} images)"
+    return refused_on_open(ctx, "traversal", lambda path: edit_first_chunk(path, name="../../.."), "opened ({n} images)")
 
 
-@case(S_DAMAGE, "wrong row count in the manifest")
+@case(S_DAMAGE, "wrong row count in the manifest (5 more than stored)")
 def wrong_row_count(ctx):
-    path = ctx.collection_copy("rows")
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["chunks"][0]["rows"] += 5
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    n, err = open_and_query(path)
-    return refused(err), f"refused: {describe(err)}" if err else f"accepted ({n} images)"
+    def damage(path):
+        edit_first_chunk(path, rows=json.loads((path / "manifest.json").read_text())["chunks"][0]["rows"] + 5)
+
+    return refused_on_open(ctx, "rows", damage, "accepted ({n} images)")
 
 
 @case(S_DAMAGE, "embeddings of the wrong size (100 instead of 1280 columns)")
 def wrong_embedding_size(ctx):
     import numpy as np
 
-    path = ctx.collection_copy("width")
-    npy = only_chunk(path) / "embeddings.npy"
-    rows = len(np.load(npy, mmap_mode="r", allow_pickle=False))
-    np.save(npy, np.zeros((rows, 100), np.float16))
-    n, err = open_and_query(path)
-    return refused(err), f"refused: {describe(err)}" if err else f"accepted ({n} images)"
+    def damage(path):
+        npy = only_chunk(path) / "embeddings.npy"
+        np.save(npy, np.zeros((len(np.load(npy, mmap_mode="r", allow_pickle=False)), 100), np.float16))
+
+    return refused_on_open(ctx, "width", damage, "accepted ({n} images)")
 
 
 @case(S_DAMAGE, "NaN rows in embeddings.npy and class_probabilities.npy")
@@ -530,9 +538,7 @@ def lab_check(ctx):
 @case(S_DAMAGE, "`lab repair` after a deleted images.csv line re-extracts the chunk")
 def lab_repair(ctx):
     path = ctx.collection_copy("repair")
-    csv = only_chunk(path) / "images.csv"
-    lines = csv.read_text().splitlines(keepends=True)
-    csv.write_text("".join(lines[:5] + lines[6:]))
+    delete_csv_line(path)
     result = lab_cli("repair", "-c", path, timeout=300)
     said = (result.stdout + result.stderr).strip().splitlines()
     if result.returncode != 0:
