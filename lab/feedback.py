@@ -92,12 +92,7 @@ class FeedbackStore:
 
     def add_judgment(self, term: str, sha256: str, path: str | None, relevant: bool, user: str | None, embedding) -> int:
         """Record one judgment (committed and synced when this returns); returns its id."""
-        with self._connect() as db:
-            cursor = db.execute(
-                "INSERT INTO judgments (term, sha256, path, relevant, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (term, sha256, path, int(bool(relevant)), user or "", _now(), self._blob(embedding)),
-            )
-            return int(cursor.lastrowid)
+        return self.add_judgments([(term, sha256, path, relevant, user, embedding)])[0]
 
     def add_judgments(self, judgments) -> list[int]:
         """Record several judgments in one transaction: all are stored, or none (on any error).
