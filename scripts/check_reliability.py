@@ -422,6 +422,16 @@ def refused_on_open(ctx, name: str, damage, accepted: str) -> tuple[bool, str]:
     return refused(err), f"refused: {describe(err)}" if err else accepted.format(n=n)
 
 
+def reindex_damaged(ctx, name: str, damage):
+    """Damage a copy of the clean collection, then index the photos into it again: (path, report, error)."""
+    from lab import Collection
+
+    path = ctx.collection_copy(name)
+    damage(path)
+    report, err = attempt(lambda: Collection.open(path).add(ctx.photos, progress=False))
+    return path, report, err
+
+
 @case(S_DAMAGE, "a line deleted from a chunk's images.csv")
 def csv_line_deleted(ctx):
     path = ctx.collection_copy("csv-line")
@@ -435,11 +445,7 @@ def csv_line_deleted(ctx):
 
 @case(S_DAMAGE, "re-indexing after a deleted images.csv line")
 def csv_line_reindex(ctx):
-    from lab import Collection
-
-    path = ctx.collection_copy("csv-reindex")
-    delete_csv_line(path)
-    _, err = attempt(lambda: Collection.open(path).add(ctx.photos, progress=False))
+    path, _, err = reindex_damaged(ctx, "csv-reindex", delete_csv_line)
     if err is not None:
         return refused(err), f"refused: {describe(err)}"
     good, total = aligned(path, ctx.base)
@@ -453,11 +459,7 @@ def truncated_npy(ctx):
 
 @case(S_DAMAGE, "re-indexing after a truncated .npy never says 'unchanged' for damaged rows")
 def truncated_reindex(ctx):
-    from lab import Collection
-
-    path = ctx.collection_copy("truncated-reindex")
-    truncate_embeddings(path)
-    report, err = attempt(lambda: Collection.open(path).add(ctx.photos, progress=False))
+    path, report, err = reindex_damaged(ctx, "truncated-reindex", truncate_embeddings)
     if err is not None:
         return refused(err), f"refused: {describe(err)}"
     _, after = open_and_query(path)
