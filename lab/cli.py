@@ -83,7 +83,8 @@ def _cmd_judge(args) -> int:
 
     col = Collection.open(args.collection)
     relevant = not args.not_relevant
-    ids = [col.judge(args.word, _row_or_path(image), relevant=relevant, user=args.user) for image in args.images]
+    # every image is checked before any judgment is written; all are stored in one transaction
+    ids = col.judge(args.word, [_row_or_path(image) for image in args.images], relevant=relevant, user=args.user)
     if args.json:
         _print_json({"word": args.word, "relevant": relevant, "judgment_ids": ids})
     else:
@@ -93,8 +94,11 @@ def _cmd_judge(args) -> int:
 
 def _cmd_teach(args) -> int:
     from .collection import Collection
+    from .validation import check_image
 
     col = Collection.open(args.collection)
+    for image in args.images:  # refuse an empty path or a folder before teaching any
+        check_image(_row_or_path(image))
     ids = [col.teach(args.word, _row_or_path(image), user=args.user) for image in args.images]
     if args.json:
         _print_json({"word": args.word, "example_ids": ids})
@@ -138,22 +142,45 @@ def _argv_for_record(args) -> list[str]:
 
 
 def _cmd_panel(args) -> int:
+    import signal
+
     from .panel import serve
 
-    process = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open)
-    print(f"serving the search panel at http://{args.ip}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
+    def stop_on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    server = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open, cull_idle=args.cull_idle)
+    # SIGTERM / SIGHUP end `lab panel` the way Ctrl-C does: Voila and every kernel are stopped too
+    previous = {sig: signal.signal(sig, stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    print(f"serving the search panel at {server.url} (Ctrl-C stops it)", file=sys.stderr)
     try:
-        return process.wait()
+        return server.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
         return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (and exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if not isinstance(err, OSError) or err.strerror is None else f"{err.strerror}: {err.filename or ''}".rstrip(": ")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description="Search collections of unlabeled images.")
+    parser = _Parser(prog="lab", description="Search collections of unlabeled images.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name, func, help_text):
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -205,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--open", action="store_true", help="open a browser")
+    p.add_argument(
+        "--cull-idle", type=float, default=600, metavar="SECONDS",
+        help="shut down a page's kernel once no browser is connected and it has been idle this long (default 600; 0: never)",
+    )
     return parser
 
 
@@ -212,13 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lab`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    import sqlite3
+
     from .collection import CollectionError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
-        print(f"lab {args.command}: error: {err}", file=sys.stderr)
+    except (OSError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+        print(f"lab {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as err:
+        print(f"lab {args.command}: error: the feedback store of {args.collection} is damaged or locked ({_one_line(err)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lab {args.command}: interrupted; finished chunks are kept, run the same command to resume", file=sys.stderr)

@@ -33,6 +33,7 @@ from .chunks import IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, atomic_write_json, merg
 from .feedback import FeedbackStore
 from .image_decoding import ImageDecodeError, display_path, file_sha256, open_image_file, scan_images
 from .search.config import SearchConfig
+from .validation import check_count, check_image, check_images, check_relevant, check_word
 from .vectors import N_CLASSES
 
 __all__ = ["Collection", "CollectionError", "IndexReport", "SCHEMA_VERSION"]
@@ -397,6 +398,8 @@ class Collection:
             ``n_explored`` (rows added by ``explore``) and a ``message`` for
             the user when evidence is thin or absent.
         """
+        check_word(word)
+        k, offset = check_count(k, "k", 1), check_count(offset, "offset")
         return self._with_paths(self._search().search(word, k=k, offset=offset, exclude_judged=exclude_judged, explore=explore, exclude=exclude))
 
     def similar(self, query, k: int = 20, metric: str = "cosine", layer: str = "transfer") -> pd.DataFrame:
@@ -419,6 +422,7 @@ class Collection:
             ``id``, ``path``, ``score`` (higher is closer), ``distance``,
             ``reason``; the query image itself is left out.
         """
+        query, k = check_image(query, "query"), check_count(k, "k", 1)
         search = self._search()
         search.check_similar(k, metric, layer)  # before any image is read
         if not (isinstance(query, np.ndarray) and query.ndim == 1):
@@ -480,21 +484,37 @@ class Collection:
         Parameters
         ----------
         word : str
-        image : int or path-like
-            Row id or path of an image in the collection.
+        image : int or path-like, or a list of them
+            Row id or path of an image in the collection. For a list, every
+            image is checked before anything is written, and all judgments
+            are stored in one transaction (all or none).
         relevant : bool
+            True or False (numpy booleans and the integers 0/1 too); anything
+            else, such as the string "no", raises ``TypeError``.
         user : str, optional
             Who judged; each user's votes count once per image.
 
         Returns
         -------
-        int
-            The judgment's id.
+        int or list of int
+            The judgment's id (a list of ids for a list of images).
         """
+        check_word(word)
+        relevant = check_relevant(relevant)
+        if isinstance(image, (list, tuple)):
+            return self._judge_many(word, check_images(image), relevant, user)
         search = self._search()
         search.resolve_term(word)  # a bad word is refused before the image is looked up
         row, path = self._image_in_collection(image)
         return search.judge(word, row, relevant, user, path=display_path(path))
+
+    def _judge_many(self, word: str, images: list, relevant: bool, user: str | None) -> list[int]:
+        """Judge several images at once: every image is checked first, then all are written in one transaction."""
+        term = self._search().resolve_term(word).term
+        rows = [self._image_in_collection(image) for image in images]
+        sha = self.images["sha256"].to_numpy()
+        items = [(term, sha[row], display_path(path), relevant, user, np.asarray(self.embeddings[row], np.float32)) for row, path in rows]
+        return self.feedback.add_judgments(items)
 
     def teach(self, word: str, image, user: str | None = None) -> int:
         """Give an example image of ``word`` (an inverse image query).
@@ -503,6 +523,7 @@ class Collection:
         image, pixels); outside images are not added to the collection.
         Returns the example's id.
         """
+        word, image = check_word(word, "word"), check_image(image)
         search = self._search()
         search.resolve_term(word)  # a bad word is refused before the image is read
         found = self._query_image(image)

@@ -27,7 +27,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .experiments import caltech_query_words, keyword_precision, query_by_example_table, simulate_feedback, teach_once

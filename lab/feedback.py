@@ -112,12 +112,33 @@ class FeedbackStore:
 
     def add_judgment(self, term: str, sha256: str, path: str | None, relevant: bool, user: str | None, embedding) -> int:
         """Record one judgment (committed and synced when this returns); returns its id."""
+        return self.add_judgments([(term, sha256, path, relevant, user, embedding)])[0]
+
+    def add_judgments(self, judgments) -> list[int]:
+        """Record several judgments in one transaction: all are stored, or none (on any error).
+
+        Parameters
+        ----------
+        judgments : iterable of tuple
+            ``(term, sha256, path, relevant, user, embedding)`` as for :meth:`add_judgment`.
+
+        Returns
+        -------
+        list of int
+            The judgments' ids, in order.
+        """
+        rows = [(term, sha, path, int(bool(relevant)), user or "", _now(), self._blob(embedding)) for term, sha, path, relevant, user, embedding in judgments]
+        ids = []
         with self._connect() as db:
-            cursor = db.execute(
-                "INSERT INTO judgments (term, sha256, path, relevant, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (term, sha256, path, int(bool(relevant)), user or "", _now(), self._blob(embedding)),
-            )
-            return int(cursor.lastrowid)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    ids.append(int(db.execute("INSERT INTO judgments (term, sha256, path, relevant, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)", row).lastrowid))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return ids
 
     def add_example(self, term: str, sha256: str, source: str | None, user: str | None, embedding) -> int:
         """Record an example image for a word (an inverse image query)."""

@@ -15,8 +15,14 @@ can be driven and tested from Python as well as from a browser.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import json
+import math
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +37,8 @@ from .session import SearchSession
 from .thumbnails import thumbnail
 from .vectors import LAYERS, layer_array, unit_rows
 
-__all__ = ["SearchPanel", "serve"]
+__all__ = ["MAX_UPLOAD_MB", "PanelServer", "SearchPanel", "serve"]
+
 
 class _Card:
     """One result tile: thumbnail, caption, judge buttons, select box."""
@@ -226,7 +233,14 @@ class SearchPanel:
         if not files:
             return
         item = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
-        self.run_similar(bytes(item["content"]))
+        content = item["content"]
+        size = max(int(item.get("size") or 0), len(content))
+        self.upload.value = ()  # the widget would keep the bytes (and resend them) otherwise
+        if size > MAX_UPLOAD_MB * 2**20 or len(content) < size:  # the page sends 0 bytes for a file over the limit
+            name = str(item.get("name") or "the file")
+            self._say(f"{name} is {size / 2**20:.1f} MB; the panel takes images up to {MAX_UPLOAD_MB} MB: use a smaller copy, or `lab similar` on the command line", error=True)
+            return
+        self.run_similar(bytes(content))
 
     def _set_results(self, results: pd.DataFrame, message: str) -> None:
         self.results = results.reset_index(drop=True)
@@ -327,36 +341,175 @@ class SearchPanel:
         )
 
 
-_APP_NOTEBOOK = """{{
- "cells": [
-  {{"cell_type": "code", "execution_count": null, "metadata": {{}}, "outputs": [], "source": [
-    "from lab import Collection\\n",
-    "from lab.panel import SearchPanel\\n",
-    "SearchPanel(Collection.open({path!r})).widget"
-  ]}}
- ],
- "metadata": {{"kernelspec": {{"display_name": "Python 3", "language": "python", "name": "python3"}}}},
- "nbformat": 4, "nbformat_minor": 5
-}}
-"""
+CULL_IDLE_SECONDS = 600
+"""Default of ``lab panel --cull-idle``: a kernel no browser is connected to is shut down after this long idle."""
+MAX_UPLOAD_MB = 64
+"""Largest image the panel takes as an upload (larger ones get a message in the panel, not a broken session)."""
+_WEBSOCKET_MAX_BYTES = 2 * MAX_UPLOAD_MB * 2**20  # tornado's default of 10 MiB dropped larger uploads silently
+
+# Runs in the page (Voila): the upload widget reads the chosen file with a FileReader; a file over
+# the limit is sent as 0 bytes with its real size instead, so the kernel can say why it was refused
+# (the websocket would otherwise drop the message and the session with it).
+_UPLOAD_GUARD_JS = """
+(function () {
+  var limit = %d, read = FileReader.prototype.readAsArrayBuffer;
+  if (read.labGuard) { return; }
+  FileReader.prototype.readAsArrayBuffer = function (blob) {
+    return read.call(this, blob && blob.size > limit ? blob.slice(0, 0) : blob);
+  };
+  FileReader.prototype.readAsArrayBuffer.labGuard = true;
+})();
+""" % (MAX_UPLOAD_MB * 2**20)
 
 
-def serve(collection_path: str | os.PathLike, port: int = 8866, ip: str = "127.0.0.1", open_browser: bool = False) -> subprocess.Popen:
-    """Start Voila serving the panel for a collection; returns the server process.
+def _app_notebook(collection_path: str) -> str:
+    """The one-cell notebook Voila serves: the panel for one collection (any path, quotes included)."""
+    source = (
+        "from lab import Collection\n"
+        "from lab.panel import SearchPanel, upload_guard\n"
+        "upload_guard()\n"
+        f"SearchPanel(Collection.open({collection_path!r})).widget"
+    )
+    cell = {"id": "lab-panel", "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+    kernelspec = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return json.dumps({"cells": [cell], "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+
+
+def upload_guard() -> None:
+    """Display the page script that turns an upload over ``MAX_UPLOAD_MB`` into a message (see :func:`serve`)."""
+    from IPython.display import Javascript, display
+
+    display(Javascript(_UPLOAD_GUARD_JS))
+
+
+def _check_port_free(ip: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado does: a port in TIME_WAIT is free
+        try:
+            probe.bind((ip, port))
+        except OSError as err:
+            raise OSError(err.errno, f"cannot serve on {ip}:{port} ({err.strerror}); choose another --port") from None
+
+
+class PanelServer:
+    """A running ``lab panel``: the Voila process, its URL, and a :meth:`stop` that leaves nothing behind.
+
+    Use :func:`serve` to start one; as a context manager it stops on exit.
+    """
+
+    def __init__(self, process: subprocess.Popen, url: str, folder: Path):
+        self.process, self.url, self.folder = process, url, folder
+        self._seen: dict[int, "psutil.Process"] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def processes(self) -> list:
+        """Voila's live descendant processes (its kernels), remembered so they can be stopped even if Voila dies first."""
+        import psutil
+
+        try:
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                self._seen.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            pass
+        return [p for p in self._seen.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    def wait(self, poll_seconds: float = 1.0) -> int:
+        """Wait for Voila to exit (noting its kernels meanwhile); returns its exit status."""
+        while True:
+            self.processes()
+            try:
+                return self.process.wait(timeout=poll_seconds)
+            except subprocess.TimeoutExpired:
+                continue
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop Voila (which shuts its kernels down), then end any kernel still running, then remove the notebook."""
+        import psutil
+
+        children = self.processes()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        _, alive = psutil.wait_procs(children, timeout=5)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+        _, alive = psutil.wait_procs(alive, timeout=5)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "PanelServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: Voila gets SIGTERM if ``lab panel`` itself dies, even by SIGKILL (its kernels follow Voila)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def serve(
+    collection_path: str | os.PathLike,
+    port: int = 8866,
+    ip: str = "127.0.0.1",
+    open_browser: bool = False,
+    cull_idle: float = CULL_IDLE_SECONDS,
+) -> PanelServer:
+    """Start Voila serving the panel for a collection; returns the running server.
 
     The server binds to ``ip`` (loopback unless told otherwise) and serves
-    only a generated one-cell notebook.
+    only a generated one-cell notebook. Every page load gets a kernel;
+    a kernel no browser is connected to (a closed tab, a plain HTTP GET) is
+    shut down after ``cull_idle`` seconds idle (jupyter_server's
+    ``MappingKernelManager.cull_idle_timeout``, checked every
+    ``cull_idle / 2`` seconds, at most every minute); an open page keeps its
+    kernel. :meth:`PanelServer.stop` stops Voila and every kernel.
+    Uploads up to ``MAX_UPLOAD_MB`` are taken; larger files get a message.
+
+    Parameters
+    ----------
+    collection_path : path-like
+        Any path (quotes, spaces, non-ASCII).
+    port : int
+        Refused with ``OSError`` if it is in use (Voila would silently move to another).
+    cull_idle : float
+        Seconds; 0 keeps kernels until the server stops.
     """
     from .collection import Collection
 
+    if cull_idle < 0:
+        raise ValueError(f"cull_idle must be 0 (never) or a number of seconds, got {cull_idle}")
     path = str(Collection.open(collection_path).root)  # fail early with a clear error
+    _check_port_free(ip, port)
     folder = Path(tempfile.mkdtemp(prefix="lab-panel-"))
     notebook = folder / "lab_panel.ipynb"
-    notebook.write_text(_APP_NOTEBOOK.format(path=path))
+    notebook.write_text(_app_notebook(path))
     command = [
         sys.executable, "-m", "voila", str(notebook),
-        f"--port={port}", f"--Voila.ip={ip}", "--theme=light", "--show_tracebacks=True",
+        f"--port={port}", f"--Voila.ip={ip}", "--Voila.port_retries=0", "--theme=light", "--show_tracebacks=True",
+        f"--Voila.tornado_settings={{'websocket_max_message_size': {_WEBSOCKET_MAX_BYTES}}}",
     ]
+    if cull_idle:
+        command += [
+            f"--MappingKernelManager.cull_idle_timeout={int(math.ceil(cull_idle))}",
+            f"--MappingKernelManager.cull_interval={max(1, min(60, int(cull_idle // 2)))}",
+            "--MappingKernelManager.cull_connected=False",
+        ]
     if not open_browser:
         command.append("--no-browser")
-    return subprocess.Popen(command, cwd=folder)
+    process = subprocess.Popen(command, cwd=folder, start_new_session=True, preexec_fn=_die_with_parent)
+    return PanelServer(process, f"http://{ip}:{port}/", folder)

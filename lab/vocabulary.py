@@ -16,6 +16,7 @@ import functools
 import gzip
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -33,10 +34,13 @@ def normalize_term(query: str) -> str:
 
     >>> normalize_term("  Sports_Car ")
     'sports car'
+    >>> normalize_term("ＣＡＴ"), normalize_term("猫")
+    ('cat', '猫')
     """
     if not isinstance(query, str):
         raise TypeError(f"a query must be a string, got {type(query).__name__}")
-    return _SPACES.sub(" ", query.strip().lower())
+    # NFKC: one key for composed and decomposed accents ("café") and full-width letters ("ｄｏｇ")
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", query).strip().lower())
 
 
 @dataclass

@@ -96,3 +96,15 @@ def test_a_word_whose_first_page_was_all_rejected_gets_images_to_judge(panel):
     assert again["reason"].str.startswith("exploring").sum() >= 1
     assert not set(again["id"]) & rejected  # rejected images never show
     assert len(shown(panel)) == 4
+
+
+def test_an_upload_over_the_limit_gets_a_message_and_the_panel_keeps_working(panel, photo_folder):
+    from lab.panel import MAX_UPLOAD_MB
+
+    # what the page sends for a file over the limit: no bytes, its real size
+    panel._on_upload({"new": ({"name": "scan.tif", "content": memoryview(b""), "size": (MAX_UPLOAD_MB + 1) * 2**20},)})
+    assert f"scan.tif is {MAX_UPLOAD_MB + 1}.0 MB" in panel.status.value and "#b00" in panel.status.value
+    assert panel.upload.value == ()
+    data = (photo_folder / "coffee__coffee.jpg").read_bytes()
+    panel._on_upload({"new": ({"name": "coffee.jpg", "content": memoryview(data), "size": len(data)},)})
+    assert label_of(shown(panel)[0]) == "coffee"

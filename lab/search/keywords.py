@@ -17,7 +17,6 @@ on plain arrays.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ import pandas as pd
 
 from ..feedback import FeedbackStore
 from ..term_model import TermClassifier
+from ..validation import has_letters
 from ..vectors import unit_rows
 from ..vocabulary import Resolution, Vocabulary, normalize_term
 from .config import SearchConfig
@@ -42,7 +42,7 @@ def resolve_word(word: str, vocabulary: Vocabulary) -> Resolution:
     term = normalize_term(word)
     if not term:
         raise ValueError("the query is empty: type a word such as 'dog' or 'beach'")
-    if not re.search(r"[a-z]", term):
+    if not has_letters(term):  # a word in any script: "dog", "猫", "собака"
         raise ValueError(f"the query {word!r} has no letters: type a word such as 'dog' or 'beach'")
     return vocabulary.resolve(term)
 
