@@ -184,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .collection import CollectionError
+    from .feedback import FeedbackError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+    except (FileNotFoundError, CollectionError, FeedbackError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
