@@ -246,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     import sqlite3
 
     from .collection import CollectionError
+    from .feedback import FeedbackError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (OSError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+    except (OSError, CollectionError, FeedbackError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except sqlite3.Error as err:

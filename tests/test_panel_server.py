@@ -3,7 +3,6 @@
 Servers bind 127.0.0.1 only and are stopped, with their children, inside each test.
 """
 
-import os
 import shutil
 import signal
 import socket

@@ -204,6 +204,15 @@ def test_empty_collection(tmp_path):
         empty.similar(np.zeros(1280, np.float32))
 
 
+def test_query_by_example_never_opens_the_feedback_store(tmp_path, photo_collection):
+    shutil.copytree(photo_collection.root, tmp_path / "c", ignore=shutil.ignore_patterns("feedback.sqlite*"))
+    col = Collection.open(tmp_path / "c")
+    assert len(col.similar(0, k=3)) == 3
+    assert not (tmp_path / "c" / "feedback.sqlite").exists()
+    col.search("cat")
+    assert (tmp_path / "c" / "feedback.sqlite").exists()
+
+
 def test_judgments_are_a_dataframe(col):
     col.judge("cat", 0, relevant=True, user="ann")
     frame = col.judgments()

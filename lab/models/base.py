@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-N_CLASSES = 1000
+from ..vectors import N_CLASSES
 
 
 class WeightsUnavailableError(RuntimeError):
