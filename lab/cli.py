@@ -1,4 +1,4 @@
-"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, panel.
+"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, check, repair, panel.
 
 Every command takes ``-c COLLECTION``; ``--json`` prints one JSON object
 instead of text, for scripts.
@@ -112,6 +112,28 @@ def _cmd_terms(args) -> int:
     return 0
 
 
+def _cmd_check(args) -> int:
+    from .collection import Collection
+
+    report = Collection.open(args.collection, verify=False).check()
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return 0 if report.ok else 1
+
+
+def _cmd_repair(args) -> int:
+    from .collection import Collection
+
+    report = Collection.open(args.collection, verify=False).repair(progress=not args.json)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return 0
+
+
 def _cmd_panel(args) -> int:
     from .panel import serve
 
@@ -170,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("terms", _cmd_terms, "list the words that have feedback, with judgment counts")
 
+    command("check", _cmd_check, "verify a collection: checksums, NaN/inf, row counts, the feedback store (exit 1 when damaged)")
+    command("repair", _cmd_repair, "set damaged chunks aside, re-extract their images, rebuild a damaged feedback store")
+
     p = command("panel", _cmd_panel, "serve the search panel as a web page (Voila)")
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -182,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .collection import CollectionError
+    from .feedback import FeedbackStoreError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+    except (FileNotFoundError, CollectionError, FeedbackStoreError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -79,13 +79,20 @@ class SearchEngine:
     def __init__(self, collection):
         self.col = collection
         self.vocabulary = load_vocabulary()
-        self.feedback = FeedbackStore(collection.root / "feedback.sqlite", collection.info()["embedding_size"])
+        self._feedback: FeedbackStore | None = None
         self._scoring: tuple | None = None
         self._classes = None
         self._indexes: dict = {}
         self._models: dict = {}
         self._row_of_sha: dict | None = None
         self._explorer: Explorer | None = None
+
+    @property
+    def feedback(self) -> FeedbackStore:
+        """The feedback store, opened on first use: query by example works even when it is damaged."""
+        if self._feedback is None:
+            self._feedback = FeedbackStore(self.col.root / "feedback.sqlite", self.col.embeddings.shape[1])
+        return self._feedback
 
     # ------------------------------------------------------------- helpers
     def scoring_space(self) -> tuple[np.ndarray, np.ndarray | None]:
