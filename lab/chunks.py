@@ -166,7 +166,8 @@ def write_chunk(root: Path, images: pd.DataFrame, embeddings: np.ndarray, class_
     n = len(images)
     if len(embeddings) != n or len(class_probabilities) != n:
         raise ValueError(f"chunk of {n} images got {len(embeddings)} embeddings and {len(class_probabilities)} class rows")
-    stored = {kind: np.asarray(values, STORAGE_DTYPE) for kind, values in (("embeddings", embeddings), ("class_probabilities", class_probabilities))}
+    with np.errstate(over="ignore"):  # values float16 cannot hold become inf, refused below
+        stored = {kind: np.asarray(values, STORAGE_DTYPE) for kind, values in (("embeddings", embeddings), ("class_probabilities", class_probabilities))}
     for kind, values in stored.items():
         _finite_rows(kind, values)
     tmp = _new_tmp(root)

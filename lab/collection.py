@@ -37,7 +37,7 @@ import pandas as pd
 
 from .chunks import IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, atomic_write_json, file_sha256, merge_chunks, remove_unlisted, write_chunk
 from .image_decoding import find_images
-from .integrity import damage_message, find_damage
+from .integrity import Problem, damage_message, find_damage, non_finite_rows
 
 __all__ = ["Collection", "CollectionError", "IndexReport", "SCHEMA_VERSION"]
 
@@ -270,6 +270,9 @@ class Collection:
         key = f"array:{kind}"
         if key not in self._cache:
             arrays = self._snapshot()[1][kind]
+            for chunk, values in zip(self._chunks(), arrays):  # damage after commit must not become NaN scores
+                if non_finite_rows(values):
+                    raise CollectionError(damage_message(self.root, [Problem(chunk.name, f"{kind}.npy has rows with NaN or infinite values")]))
             width = self._manifest["embedding_size"] if kind == "embeddings" else self._manifest["n_classes"]
             if not arrays:
                 values = np.zeros((0, width), STORAGE_DTYPE)
@@ -706,7 +709,8 @@ def _finite_rows(batch) -> np.ndarray:
     finite = np.ones(len(batch.images), bool)
     for values in (batch.embeddings, batch.class_probabilities):
         if len(values):
-            finite &= np.isfinite(np.asarray(values, STORAGE_DTYPE)).all(axis=1)
+            with np.errstate(over="ignore"):
+                finite &= np.isfinite(np.asarray(values, STORAGE_DTYPE)).all(axis=1)
     return finite
 
 

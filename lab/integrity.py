@@ -31,7 +31,7 @@ import pandas as pd
 from .chunks import CHUNK_FILES, IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, file_sha256, npy_layout
 from .feedback import feedback_problems, repair_store
 
-__all__ = ["CheckReport", "Problem", "RepairReport", "check", "damage_message", "find_damage", "repair"]
+__all__ = ["CheckReport", "Problem", "RepairReport", "check", "damage_message", "find_damage", "non_finite_rows", "repair"]
 
 _PLAIN_NAME = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -127,6 +127,11 @@ def _chunk_layout_problems(chunk: Chunk, widths: dict) -> list[Problem]:
     return problems
 
 
+def non_finite_rows(values: np.ndarray) -> int:
+    """How many rows of a (memory-mapped) array hold NaN or infinite values, scanned in blocks."""
+    return sum(int((~np.isfinite(values[i : i + _SCAN_ROWS]).all(axis=1)).sum()) for i in range(0, len(values), _SCAN_ROWS))
+
+
 def _chunk_content_problems(chunk: Chunk) -> list[Problem]:
     """Checksums, NaN/inf scan and the image table of a chunk whose layout is sound."""
     name, problems = chunk.name, []
@@ -137,8 +142,7 @@ def _chunk_content_problems(chunk: Chunk) -> list[Problem]:
             if file_sha256(chunk.folder / file) != chunk.checksums[file]:
                 problems.append(Problem(name, f"{file} differs from the checksum recorded at commit"))
     for kind in ("embeddings", "class_probabilities"):
-        values = chunk.array(kind)
-        bad = sum(int((~np.isfinite(values[i : i + _SCAN_ROWS]).all(axis=1)).sum()) for i in range(0, len(values), _SCAN_ROWS))
+        bad = non_finite_rows(chunk.array(kind))
         if bad:
             problems.append(Problem(name, f"{kind}.npy has {bad} row(s) with NaN or infinite values"))
     try:
@@ -348,9 +352,16 @@ def _set_aside(root: Path, name: str, rows, problem: str, report: RepairReport) 
         paths = pd.read_csv(folder / "images.csv", usecols=["path"], dtype=str, keep_default_na=False)["path"].tolist()
     except (OSError, ValueError) as err:
         report.unrecoverable.append(f"chunk {name}: its image list is unreadable ({err}); index the source folder again to recover its images")
+    named = [p for p in paths if p]
+    if paths and isinstance(rows, int) and len(named) < rows:
+        folders = sorted({os.path.dirname(p) for p in named})
+        report.unrecoverable.append(
+            f"chunk {name}: {rows - len(named)} of its {rows} images are not named in its images.csv; "
+            f"index their folder{'s' if len(folders) > 1 else ''} again to recover them ({', '.join(folders[:5])}{' ...' if len(folders) > 5 else ''})"
+        )
     target = root / "damaged" / name
     if folder.exists():
         target.parent.mkdir(exist_ok=True)
         os.rename(folder, target)
     report.set_aside.append({"chunk": name, "rows": rows, "problem": problem, "moved_to": str(target) if target.exists() else None})
-    return [p for p in paths if p]
+    return named
