@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .chunks import atomic_write_json
 
 __all__ = ["FeedbackStore", "FeedbackStoreError", "SCHEMA", "feedback_problems", "repair_store"]
 
@@ -94,6 +93,15 @@ def _recorded_counts(path: Path) -> dict | None:
     except (OSError, ValueError):
         return {}
     return {t: int(counts[t]) for t in _TABLES if isinstance(counts, dict) and isinstance(counts.get(t), int)}
+
+
+def _write_counts(path: Path, counts: dict) -> None:
+    """Replace the counts file atomically. Not fsynced: after a crash it may lag behind (a weaker
+    check) but never runs ahead of what the store has committed (a false alarm)."""
+    target = _count_path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(counts))
+    os.replace(tmp, target)
 
 
 def _counts(db) -> dict:
@@ -222,7 +230,7 @@ def repair_store(path: str | Path, embedding_size: int) -> dict:
             counts = _counts(db)
         finally:
             db.close()
-        atomic_write_json(_count_path(path), counts)
+        _write_counts(path, counts)
     return {
         "judgments": counts["judgments"],
         "examples": counts["examples"],
@@ -276,16 +284,19 @@ class FeedbackStore:
         finally:
             db.close()
 
-    def _record_counts(self) -> None:
+    def _record_counts(self, db=None) -> None:
         """Raise the counts kept beside the store to what it holds now (never lower them)."""
         with open(_lock_path(self.path), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            with self._connect() as db:
+            if db is None:
+                with self._connect() as db:
+                    counts = _counts(db)
+            else:
                 counts = _counts(db)
             recorded = _recorded_counts(self.path) or {}
             raised = {t: max(counts[t], recorded.get(t, 0)) for t in _TABLES}
             if raised != recorded:
-                atomic_write_json(_count_path(self.path), raised)
+                _write_counts(self.path, raised)
 
     def _blob(self, embedding) -> bytes:
         vector = np.asarray(embedding, dtype="<f4").reshape(-1)
@@ -302,7 +313,7 @@ class FeedbackStore:
                 "INSERT INTO judgments (term, sha256, path, relevant, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (term, sha256, path, int(bool(relevant)), user or "", _now(), self._blob(embedding)),
             )
-        self._record_counts()
+            self._record_counts(db)
         return int(cursor.lastrowid)
 
     def add_example(self, term: str, sha256: str, source: str | None, user: str | None, embedding) -> int:
@@ -312,7 +323,7 @@ class FeedbackStore:
                 "INSERT INTO examples (term, sha256, source, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?)",
                 (term, sha256, source, user or "", _now(), self._blob(embedding)),
             )
-        self._record_counts()
+            self._record_counts(db)
         return int(cursor.lastrowid)
 
     def judgments(self, term: str | None = None) -> pd.DataFrame:

@@ -356,8 +356,9 @@ def _set_aside(root: Path, name: str, rows, problem: str, report: RepairReport) 
     if paths and isinstance(rows, int) and len(named) < rows:
         folders = sorted({os.path.dirname(p) for p in named})
         report.unrecoverable.append(
-            f"chunk {name}: {rows - len(named)} of its {rows} images are not named in its images.csv; "
-            f"index their folder{'s' if len(folders) > 1 else ''} again to recover them ({', '.join(folders[:5])}{' ...' if len(folders) > 5 else ''})"
+            f"chunk {name}: the manifest lists {rows} rows but its images.csv names {len(named)}; {rows - len(named)} image(s) "
+            f"may be unnamed: index their folder{'s' if len(folders) > 1 else ''} again to recover them "
+            f"({', '.join(folders[:5])}{' ...' if len(folders) > 5 else ''})"
         )
     target = root / "damaged" / name
     if folder.exists():
