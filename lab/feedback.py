@@ -104,6 +104,23 @@ def _write_counts(path: Path, counts: dict) -> None:
     os.replace(tmp, target)
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """The store's lock file, held while the counts file is updated or the store created or rebuilt."""
+    with open(_lock_path(path), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _raise_counts(path: Path, db) -> None:
+    """Raise the counts kept beside the store to what it holds now (never lower them); hold the lock."""
+    counts = _counts(db)
+    recorded = _recorded_counts(path) or {}
+    raised = {t: max(counts[t], recorded.get(t, 0)) for t in _TABLES}
+    if raised != recorded:
+        _write_counts(path, raised)
+
+
 def _counts(db) -> dict:
     return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in _TABLES}
 
@@ -211,8 +228,7 @@ def repair_store(path: str | Path, embedding_size: int) -> dict:
     """
     path = Path(path)
     recorded = _recorded_counts(path) or {}
-    with open(_lock_path(path), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(path):
         moved = path.with_name(f"{path.stem}.damaged-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S%f}{path.suffix}")
         for suffix in ("", "-wal", "-shm"):
             if Path(f"{path}{suffix}").exists():
@@ -254,13 +270,15 @@ class FeedbackStore:
     def __init__(self, path: str | Path, embedding_size: int):
         self.path = Path(path)
         self.embedding_size = embedding_size
-        problems = [p for p in feedback_problems(self.path) if not p.endswith(_UNREADABLE_COUNTS)]
-        if problems:
-            raise self._damaged("; ".join(problems))
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self._record_counts()
+        # under the lock: another process creating the store is never caught half-way (no tables yet)
+        with _locked(self.path):
+            problems = [p for p in feedback_problems(self.path) if not p.endswith(_UNREADABLE_COUNTS)]
+            if problems:
+                raise self._damaged("; ".join(problems))
+            with self._connect() as db:
+                db.executescript(SCHEMA)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                _raise_counts(self.path, db)
 
     def _damaged(self, problem: str) -> FeedbackStoreError:
         return FeedbackStoreError(
@@ -284,19 +302,9 @@ class FeedbackStore:
         finally:
             db.close()
 
-    def _record_counts(self, db=None) -> None:
-        """Raise the counts kept beside the store to what it holds now (never lower them)."""
-        with open(_lock_path(self.path), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if db is None:
-                with self._connect() as db:
-                    counts = _counts(db)
-            else:
-                counts = _counts(db)
-            recorded = _recorded_counts(self.path) or {}
-            raised = {t: max(counts[t], recorded.get(t, 0)) for t in _TABLES}
-            if raised != recorded:
-                _write_counts(self.path, raised)
+    def _record_counts(self, db) -> None:
+        with _locked(self.path):
+            _raise_counts(self.path, db)
 
     def _blob(self, embedding) -> bytes:
         vector = np.asarray(embedding, dtype="<f4").reshape(-1)
