@@ -258,3 +258,22 @@ def test_the_panel_shows_images_indexed_after_it_opened(col, tmp_path, photo_fol
     assert results["path"].isin(list(map(str, new[1:]))).sum() == 3 and len(panel.collection) == 31
     shown = [panel.collection.paths[c.row] for c in panel.cards if c.row is not None]
     assert shown == results["path"].tolist()[:4]
+
+
+def test_panel_judgments_follow_the_image_when_row_ids_shift(tmp_path, photo_folder):
+    from lab.panel import SearchPanel
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder)
+    Collection.open(tmp_path / "c", create=True).add(folder, progress=False)
+    panel = SearchPanel(Collection.open(tmp_path / "c"), page_size=4, user="tester")
+    panel.run_search("vehicle")
+    card = next(c for c in panel.cards if c.row is not None and c.row > 0)
+    shown, first = card.path, panel.collection.paths[0]
+    assert first != shown and not first.endswith("coffee__coffee.jpg")
+    # another process re-indexes the first image with new content: every later row id shifts by one
+    shutil.copy(folder / "coffee__coffee.jpg", first)
+    Collection.open(tmp_path / "c").add(folder, progress=False)
+    panel.judge_slot(card.slot, True)
+    assert panel.collection.judgments("vehicle")["path"].tolist() == [shown]
+    assert panel.collection.paths.index(shown) == card.row - 1
