@@ -92,13 +92,12 @@ def main() -> int:
     if args.measure:
         print(json.dumps(measure(args.collection, args.workers, args.per_worker)))
         return 0
+    from lab.benchmarking import baseline_package, publish
+
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         prepared = _with_checksums(args.collection, Path(tmp) / "prepared.lab")
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_ref, "lab"], check=True, capture_output=True).stdout
-        os.makedirs(Path(tmp) / "baseline")
-        subprocess.run(["tar", "-x", "-C", str(Path(tmp) / "baseline")], input=archive, check=True)
-        for label, path in (("baseline", str(Path(tmp) / "baseline")), ("current", str(ROOT))):
+        for label, path in (("baseline", baseline_package(args.baseline_ref, Path(tmp) / "baseline")), ("current", str(ROOT))):
             command = [sys.executable, __file__, "--measure", "--collection", str(prepared), "--baseline-ref", args.baseline_ref,
                        "--workers", str(args.workers), "--per-worker", str(args.per_worker)]
             done = subprocess.run(command, env=dict(os.environ, PYTHONPATH=path), check=True, capture_output=True, text=True)
@@ -112,10 +111,7 @@ def main() -> int:
         ratio = f"{cur / base:.2f}" if base and cur is not None and key.endswith("_s") else ""
         fmt = (lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v))
         lines.append(f"| {key} | {fmt(base)} | {fmt(cur)} | {ratio} |")
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    publish("\n".join(lines) + "\n", args.out)
     return 0
 
 

@@ -175,6 +175,7 @@ def main() -> int:
         return 0
 
     from lab import Collection
+    from lab.benchmarking import baseline_package, publish
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "source.lab"
@@ -182,12 +183,7 @@ def main() -> int:
         columns = {}
         versions = [("before", args.baseline_ref), ("after", None)] if args.baseline_ref else [("after", None)]
         for label, ref in versions:
-            path = str(ROOT)
-            if ref:
-                path = str(Path(tmp) / "baseline")
-                os.makedirs(path)
-                archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "lab"], check=True, capture_output=True).stdout
-                subprocess.run(["tar", "-x", "-C", path], input=archive, check=True)
+            path = baseline_package(ref, Path(tmp) / "baseline") if ref else str(ROOT)
             env = dict(os.environ, PYTHONPATH=path)
             command = [sys.executable, __file__, "--images", str(args.images), "--n", str(args.n), "--run-cases", str(source)]
             done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
@@ -197,10 +193,7 @@ def main() -> int:
     lines += ["| case | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for case, title in CASES.items():
         lines.append(f"| {title} | " + " | ".join("<br>".join(columns[label][case]).replace("|", "/") for label in columns) + " |")
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    publish("\n".join(lines) + "\n", args.out)
     return 0
 
 
