@@ -196,13 +196,14 @@ class Collection:
     def _chunks(self) -> list[Chunk]:
         return [Chunk(self.root / "chunks" / c["name"], c["rows"], c.get("checksums")) for c in self._manifest["chunks"]]
 
-    def _reload(self, raw: bytes | None = None) -> None:
+    def _reload(self, raw: bytes | None = None, verify: bool = True) -> None:
         raw = (self.root / "manifest.json").read_bytes() if raw is None else raw
         try:
             manifest = json.loads(raw)
         except ValueError as err:
             raise CollectionError(f"{self.root / 'manifest.json'} is unreadable: {err}") from None
-        _refuse_damage(self.root, manifest)
+        if verify:
+            _refuse_damage(self.root, manifest)
         self._manifest, self._manifest_bytes = manifest, raw
         self._cache.clear()
 
@@ -462,7 +463,6 @@ class Collection:
         """Words with feedback, with counts: judgments, relevant, not_relevant, examples, users, last_change."""
         return self._engine().feedback.terms()
 
-    # ---------------------------------------------------------------- writing
     # -------------------------------------------------------------- integrity
     def check(self):
         """Verify everything: checksums, NaN/inf, image tables, row counts, the feedback store.
@@ -475,7 +475,7 @@ class Collection:
         """
         from .integrity import check
 
-        self._reload_unverified()
+        self._reload(verify=False)
         return check(self.root, self._manifest)
 
     def repair(self, progress: bool = True):
@@ -490,11 +490,6 @@ class Collection:
 
         return repair(self, progress=progress)
 
-    def _reload_unverified(self) -> None:
-        raw = (self.root / "manifest.json").read_bytes()
-        self._manifest, self._manifest_bytes = json.loads(raw), raw
-        self._cache.clear()
-
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
     def _writer_lock(self, verify: bool = True):
@@ -504,13 +499,11 @@ class Collection:
             except BlockingIOError:
                 raise CollectionError(f"another process is writing to {self.root}; try again when it has finished") from None
             try:
+                self._reload(verify=verify)
                 if verify:  # never build on damaged chunks, nor call their rows "unchanged"
-                    self._reload()
                     problems = find_damage(self.root, self._manifest, full=True, verified=self._verified)
                     if any(p.damaged for p in problems):
                         raise CollectionError(damage_message(self.root, problems))
-                else:
-                    self._reload_unverified()
                 remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
                 yield
             finally:
