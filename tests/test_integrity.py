@@ -285,3 +285,13 @@ def test_panel_judgments_follow_the_image_when_row_ids_shift(tmp_path, photo_fol
     panel.judge_slot(card.slot, True)
     assert panel.collection.judgments("vehicle")["path"].tolist() == [shown]
     assert panel.collection.paths.index(shown) == card.row - 1
+
+
+def test_a_collection_from_before_checksums_still_opens_and_checks(col):
+    manifest = json.loads((col.root / "manifest.json").read_text())
+    del manifest["chunks"][0]["checksums"]
+    (col.root / "manifest.json").write_text(json.dumps(manifest))
+    old = Collection.open(col.root)
+    assert len(old.similar(0, k=3)) == 3
+    report = old.check()
+    assert report.ok and report.problems["problem"].str.contains("no checksum recorded").all() and len(report.problems) == 1
