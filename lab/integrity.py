@@ -129,6 +129,8 @@ def _chunk_layout_problems(chunk: Chunk, widths: dict) -> list[Problem]:
 
 def non_finite_rows(values: np.ndarray) -> int:
     """How many rows of a (memory-mapped) array hold NaN or infinite values, scanned in blocks."""
+    if values.dtype == np.float16:  # all exponent bits set means NaN or inf; several times faster than isfinite
+        return sum(int(((values[i : i + _SCAN_ROWS].view(np.uint16) & 0x7C00) == 0x7C00).any(axis=1).sum()) for i in range(0, len(values), _SCAN_ROWS))
     return sum(int((~np.isfinite(values[i : i + _SCAN_ROWS]).all(axis=1)).sum()) for i in range(0, len(values), _SCAN_ROWS))
 
 
