@@ -1,9 +1,11 @@
-"""Small helpers shared by the benchmark scripts: resident memory and median timings."""
+"""Small helpers shared by the benchmark scripts: resident memory, median timings, baseline code, reports."""
 
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -42,3 +44,19 @@ def median_ms(function: Callable[[], object], repeats: int) -> float:
         function()
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+def baseline_package(ref: str, folder: Path) -> str:
+    """Extract the ``lab`` package of git ``ref`` into ``folder``; returns the PYTHONPATH that imports it."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "lab"], check=True, capture_output=True).stdout
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return str(folder)
+
+
+def publish(text: str, out: Path | None) -> None:
+    """Print a report and write it to ``out`` (when given)."""
+    if out:
+        Path(out).write_text(text)
+    print(text)

@@ -13,10 +13,15 @@ most unlisted folders, which the next writer deletes. A chunk depends on
 nothing but its own rows, so chunks can be computed anywhere (by the workers
 of a distributed engine, say) and merged by listing them. No pickle is
 involved: arrays are read with ``allow_pickle=False``.
+
+Each chunk's manifest entry records the SHA-256 of its three files, taken when
+the chunk is committed, so damage on disk is found by :mod:`lab.integrity`.
+NaN or infinite features are refused before anything is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,17 +33,21 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "CHUNK_FILES",
     "Chunk",
     "IMAGE_COLUMNS",
     "STORAGE_DTYPE",
     "atomic_write_json",
+    "file_sha256",
     "merge_chunks",
+    "npy_layout",
     "remove_unlisted",
     "write_chunk",
 ]
 
 STORAGE_DTYPE = np.float16
 IMAGE_COLUMNS = ["path", "size", "mtime_ns", "sha256", "width", "height"]
+CHUNK_FILES = ("embeddings.npy", "class_probabilities.npy", "images.csv")
 # File names are bytes; Python holds those that are not UTF-8 as lone surrogates
 # (os.fsdecode). surrogateescape writes them back as the original bytes and reads
 # them as the same string, so every path round-trips exactly (other paths: plain UTF-8).
@@ -53,10 +62,18 @@ class Chunk:
 
     folder: Path
     n_rows: int
+    checksums: dict | None = None  # file name -> SHA-256 at commit; None for chunks older than checksums
 
     @property
     def name(self) -> str:
         return self.folder.name
+
+    def entry(self) -> dict:
+        """The chunk's manifest entry: name, rows and (when known) checksums."""
+        entry = {"name": self.name, "rows": self.n_rows}
+        if self.checksums:
+            entry["checksums"] = dict(self.checksums)
+        return entry
 
     def array(self, kind: str) -> np.ndarray:
         """A read-only memory map of ``embeddings`` or ``class_probabilities``."""
@@ -64,6 +81,33 @@ class Chunk:
 
     def images(self) -> pd.DataFrame:
         return pd.read_csv(self.folder / "images.csv", dtype=_IMAGE_DTYPES, keep_default_na=False, **_PATH_ENCODING_READ)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def npy_layout(path: Path) -> tuple[tuple, np.dtype, bool, int]:
+    """Shape, dtype, Fortran order and expected file size of a ``.npy`` file, from its header alone.
+
+    Raises
+    ------
+    ValueError
+        When the header is not a valid ``.npy`` header.
+    """
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        data_offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError("holds Python objects")
+    return shape, dtype, fortran_order, data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
 
 def _fsync(path: Path) -> None:
@@ -94,11 +138,22 @@ def _new_tmp(root: Path) -> Path:
 def _commit(tmp: Path, root: Path, n_rows: int) -> Chunk:
     for name in os.listdir(tmp):
         _fsync(tmp / name)
+    checksums = {name: file_sha256(tmp / name) for name in CHUNK_FILES}
     final = root / "chunks" / tmp.name
     final.parent.mkdir(exist_ok=True)
     os.rename(tmp, final)
     _fsync(final.parent)
-    return Chunk(final, n_rows)
+    return Chunk(final, n_rows, checksums)
+
+
+def _finite_rows(kind: str, values: np.ndarray) -> None:
+    """Refuse rows with NaN or infinite values (also those float16 storage would overflow)."""
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"{len(bad)} row(s) of {kind} have NaN or infinite values (as float16), first at row {bad[0]}: "
+            "such features are never stored"
+        )
 
 
 def write_chunk(root: Path, images: pd.DataFrame, embeddings: np.ndarray, class_probabilities: np.ndarray) -> Chunk:
@@ -116,9 +171,13 @@ def write_chunk(root: Path, images: pd.DataFrame, embeddings: np.ndarray, class_
     n = len(images)
     if len(embeddings) != n or len(class_probabilities) != n:
         raise ValueError(f"chunk of {n} images got {len(embeddings)} embeddings and {len(class_probabilities)} class rows")
+    with np.errstate(over="ignore"):  # values float16 cannot hold become inf, refused below
+        stored = {kind: np.asarray(values, STORAGE_DTYPE) for kind, values in (("embeddings", embeddings), ("class_probabilities", class_probabilities))}
+    for kind, values in stored.items():
+        _finite_rows(kind, values)
     tmp = _new_tmp(root)
-    for kind, values in (("embeddings", embeddings), ("class_probabilities", class_probabilities)):
-        np.save(tmp / f"{kind}.npy", np.asarray(values, STORAGE_DTYPE), allow_pickle=False)
+    for kind, values in stored.items():
+        np.save(tmp / f"{kind}.npy", values, allow_pickle=False)
     images[IMAGE_COLUMNS].to_csv(tmp / "images.csv", index=False, **_PATH_ENCODING)
     return _commit(tmp, root, n)
 

@@ -1,4 +1,4 @@
-"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, panel.
+"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, check, repair, panel.
 
 Every command takes ``-c COLLECTION``; ``--json`` prints one JSON object
 instead of text, for scripts.
@@ -141,6 +141,28 @@ def _argv_for_record(args) -> list[str]:
     return sys.argv[1:] if len(sys.argv) > 1 else ["evaluate", "-c", str(args.collection)]
 
 
+def _cmd_check(args) -> int:
+    from .collection import Collection
+
+    report = Collection.open(args.collection, verify=False).check()
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return 0 if report.ok else 1
+
+
+def _cmd_repair(args) -> int:
+    from .collection import Collection
+
+    report = Collection.open(args.collection, verify=False).repair(progress=not args.json)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return 0
+
+
 def _cmd_panel(args) -> int:
     import signal
 
@@ -228,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=4, help="pages the simulated user judges per word")
     p.add_argument("--out", help="folder for <name>.md, CSV and JSON tables")
     p.add_argument("--name", default="evaluation", help="file name stem in --out")
+    command("check", _cmd_check, "verify a collection: checksums, NaN/inf, row counts, the feedback store (exit 1 when damaged)")
+    command("repair", _cmd_repair, "set damaged chunks aside, re-extract their images, rebuild a damaged feedback store")
+
     p = command("panel", _cmd_panel, "serve the search panel as a web page (Voila)")
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -11,6 +11,13 @@ an atomic replace, so a run killed at any point (even ``kill -9``) resumes
 where it stopped, with no half-written or duplicated row. Adding a folder again
 extracts only files that are new or whose content changed; a file whose bytes
 are already in the collection under another path reuses the stored features.
+
+Opening checks what is cheap (see :mod:`lab.integrity`) and refuses a damaged
+collection with a message naming the chunk and the fix (``lab repair``);
+every write first verifies the checksums recorded at commit. A collection
+opened before another process re-indexed or compacted it notices the new
+manifest at its next query (:meth:`Collection.refresh`) and reads the new
+chunks; memory maps it already holds stay valid after their files are deleted.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import pandas as pd
 from .chunks import IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, atomic_write_json, merge_chunks, remove_unlisted, write_chunk
 from .feedback import FeedbackStore
 from .image_decoding import ImageDecodeError, display_path, file_sha256, open_image_file, scan_images
+from .integrity import Problem, damage_message, find_damage, non_finite_rows
 from .search.config import SearchConfig
 from .validation import check_count, check_image, check_images, check_relevant, check_word
 from .vectors import N_CLASSES
@@ -124,13 +132,15 @@ class Collection:
     (1234, (1234, 1280))
     """
 
-    def __init__(self, root: Path, manifest: dict, config: SearchConfig | None = None):
+    def __init__(self, root: Path, manifest: dict, manifest_bytes: bytes | None = None, config: SearchConfig | None = None):
         self.root = root
         self._manifest = manifest
+        self._manifest_bytes = manifest_bytes
         self._backbone = None
         self._feedback: FeedbackStore | None = None
         self._config = config or SearchConfig()
         self._cache: dict = {}
+        self._verified: set = set()  # signatures of chunks whose checksums this process verified
 
     @property
     def config(self) -> SearchConfig:
@@ -146,7 +156,9 @@ class Collection:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: str | os.PathLike, create: bool = False, model: str | None = None, config: SearchConfig | None = None) -> "Collection":
+    def open(
+        cls, path: str | os.PathLike, create: bool = False, model: str | None = None, config: SearchConfig | None = None, verify: bool = True
+    ) -> "Collection":
         """Open the collection at ``path``, or create it.
 
         Parameters
@@ -161,14 +173,19 @@ class Collection:
             one it must match the model the collection was built with.
         config : SearchConfig, optional
             Tuning of search (default ``SearchConfig()``); not stored.
+        verify : bool
+            Refuse a damaged collection (cheap checks: manifest schema, chunk
+            names, row counts and array sizes from the files' headers). Only
+            :meth:`check` and :meth:`repair` need ``False``.
 
         Raises
         ------
         FileNotFoundError
             No collection at ``path`` and ``create`` is false.
         CollectionError
-            The folder is not a collection, has a newer schema, or was built
-            with a different model than ``model``.
+            The folder is not a collection, has a newer schema, was built
+            with a different model than ``model``, or is damaged (the message
+            names the chunk and the fix, ``lab repair``).
         """
         from .models import DEFAULT_MODEL, available_models
 
@@ -176,21 +193,24 @@ class Collection:
         manifest_path = root / "manifest.json"
         if manifest_path.exists():
             try:
-                manifest = json.loads(manifest_path.read_text())
+                raw = manifest_path.read_bytes()
+                manifest = json.loads(raw)
             except (OSError, ValueError) as err:
                 raise CollectionError(f"{manifest_path} is unreadable: {err}") from None
-            if manifest.get("format") != _FORMAT:
+            if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
                 raise CollectionError(f"{root} is not a lab collection")
-            if manifest.get("schema_version", 0) > SCHEMA_VERSION:
+            if not isinstance(manifest.get("schema_version", 0), int) or manifest.get("schema_version", 0) > SCHEMA_VERSION:
                 raise CollectionError(
                     f"{root} has schema version {manifest['schema_version']}; this lab reads up to {SCHEMA_VERSION}: upgrade lab"
                 )
-            if model is not None and model != manifest["model"]:
+            if model is not None and model != manifest.get("model"):
                 raise CollectionError(
-                    f"collection {root} holds features from model '{manifest['model']}', not '{model}'; "
+                    f"collection {root} holds features from model '{manifest.get('model')}', not '{model}'; "
                     "features of different models cannot be mixed: use another collection folder for this model"
                 )
-            return cls(root, manifest, config)
+            if verify:
+                _refuse_damage(root, manifest)
+            return cls(root, manifest, raw, config)
         if not create:
             raise FileNotFoundError(f"no collection at {root} (pass create=True, or run `lab index IMAGES -c {path}`)")
         if root.exists() and any(root.iterdir()):
@@ -214,7 +234,7 @@ class Collection:
         }
         root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(manifest_path, manifest)
-        col = cls(root, manifest, config)
+        col = cls(root, manifest, manifest_path.read_bytes(), config)
         col._backbone = backbone
         return col
 
@@ -241,16 +261,66 @@ class Collection:
         return self._backbone
 
     def _chunks(self) -> list[Chunk]:
-        return [Chunk(self.root / "chunks" / c["name"], c["rows"]) for c in self._manifest["chunks"]]
+        return [Chunk(self.root / "chunks" / c["name"], c["rows"], c.get("checksums")) for c in self._manifest["chunks"]]
 
-    def _reload(self) -> None:
-        self._manifest = json.loads((self.root / "manifest.json").read_text())
+    def _reload(self, raw: bytes | None = None, verify: bool = True) -> None:
+        raw = (self.root / "manifest.json").read_bytes() if raw is None else raw
+        try:
+            manifest = json.loads(raw)
+        except ValueError as err:
+            raise CollectionError(f"{self.root / 'manifest.json'} is unreadable: {err}") from None
+        if verify:
+            _refuse_damage(self.root, manifest)
+        self._manifest, self._manifest_bytes = manifest, raw
         self._cache.clear()
+
+    def refresh(self) -> bool:
+        """Re-read the collection if another process changed it (re-indexed, compacted); True when it did.
+
+        Every query calls this first, so a long-lived reader (a notebook, the
+        panel) sees images added elsewhere. Row ids may change when the
+        collection is compacted; paths and content hashes do not.
+        """
+        try:
+            raw = (self.root / "manifest.json").read_bytes()
+        except FileNotFoundError:
+            raise CollectionError(f"the collection {self.root} has been deleted (manifest.json is gone)") from None
+        if raw == self._manifest_bytes:
+            return False
+        self._reload(raw)
+        return True
+
+    def _snapshot(self) -> tuple[list[pd.DataFrame], dict]:
+        """The image tables and array memory maps of every listed chunk, opened together.
+
+        A writer in another process may replace the manifest and delete the
+        chunks it listed at any moment; when a file has vanished, the new
+        manifest is read and everything is opened again from it, so rows and
+        arrays always come from one manifest. Open memory maps survive the
+        deletion of their files.
+        """
+        if "snapshot" not in self._cache:
+            for _ in range(20):
+                chunks = self._chunks()
+                try:
+                    tables = [chunk.images() for chunk in chunks]
+                    arrays = {kind: [chunk.array(kind) for chunk in chunks] for kind in ("embeddings", "class_probabilities")}
+                    break
+                except FileNotFoundError as err:
+                    if not self.refresh():
+                        raise CollectionError(f"{err}\n{damage_message(self.root, find_damage(self.root, self._manifest))}") from None
+            else:
+                raise CollectionError(f"{self.root} keeps changing under this reader; try again")
+            for chunk, table, embeddings, probabilities in zip(chunks, tables, arrays["embeddings"], arrays["class_probabilities"]):
+                if not len(table) == len(embeddings) == len(probabilities) == chunk.n_rows:
+                    _refuse_damage(self.root, self._manifest, always=True)
+            self._cache["snapshot"] = (tables, arrays)
+        return self._cache["snapshot"]
 
     def _all_rows(self) -> pd.DataFrame:
         """Every stored row, superseded ones included."""
         if "all_rows" not in self._cache:
-            tables = [chunk.images() for chunk in self._chunks()]
+            tables = self._snapshot()[0]
             self._cache["all_rows"] = (
                 pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({c: pd.Series(dtype=object if c in ("path", "sha256") else "int64") for c in IMAGE_COLUMNS})
             )
@@ -267,14 +337,17 @@ class Collection:
     def _stored(self, kind: str) -> np.ndarray:
         key = f"array:{kind}"
         if key not in self._cache:
-            chunks = self._chunks()
+            arrays = self._snapshot()[1][kind]
+            for chunk, values in zip(self._chunks(), arrays):  # damage after commit must not become NaN scores
+                if non_finite_rows(values):
+                    raise CollectionError(damage_message(self.root, [Problem(chunk.name, f"{kind}.npy has rows with NaN or infinite values")]))
             width = self._manifest["embedding_size"] if kind == "embeddings" else self._manifest["n_classes"]
-            if not chunks:
+            if not arrays:
                 values = np.zeros((0, width), STORAGE_DTYPE)
-            elif len(chunks) == 1:
-                values = chunks[0].array(kind)
+            elif len(arrays) == 1:
+                values = arrays[0]
             else:
-                values = np.concatenate([chunk.array(kind) for chunk in chunks])
+                values = np.concatenate(arrays)
             live = self._live()
             self._cache[key] = values if live is None else values[live]
         return self._cache[key]
@@ -314,6 +387,7 @@ class Collection:
 
     def info(self) -> dict:
         """The manifest's facts plus counts, as a JSON-friendly dict."""
+        self.refresh()
         info = {k: v for k, v in self._manifest.items() if k != "chunks"}
         info.update(path=str(self.root), n_images=len(self), n_chunks=len(self._manifest["chunks"]))
         return info
@@ -349,6 +423,7 @@ class Collection:
 
     def _search(self):
         """The search core of the current collection state (dropped whenever the collection changes)."""
+        self.refresh()  # a query sees what other processes committed
         if "search" not in self._cache:
             from .extraction import featurize_image
             from .search import SearchEngine
@@ -541,16 +616,47 @@ class Collection:
         """Words with feedback, with counts: judgments, relevant, not_relevant, examples, users, last_change."""
         return self.feedback.terms()
 
+    # -------------------------------------------------------------- integrity
+    def check(self):
+        """Verify everything: checksums, NaN/inf, image tables, row counts, the feedback store.
+
+        Returns
+        -------
+        lab.integrity.CheckReport
+            ``.ok``, ``.problems`` (a DataFrame: where, problem, damaged),
+            ``.damaged_chunks``; printing it gives a readable report.
+        """
+        from .integrity import check
+
+        self._reload(verify=False)
+        return check(self.root, self._manifest)
+
+    def repair(self, progress: bool = True):
+        """Set damaged chunks aside (in ``damaged/``), re-extract their images, rebuild a damaged feedback store.
+
+        Returns
+        -------
+        lab.integrity.RepairReport
+            What was set aside, re-extracted, and what could not be recovered.
+        """
+        from .integrity import repair
+
+        return repair(self, progress=progress)
+
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
-    def _writer_lock(self):
+    def _writer_lock(self, verify: bool = True):
         with open(self.root / ".lock", "a+") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise CollectionError(f"another process is writing to {self.root}; try again when it has finished") from None
             try:
-                self._reload()
+                self._reload(verify=verify)
+                if verify:  # never build on damaged chunks, nor call their rows "unchanged"
+                    problems = find_damage(self.root, self._manifest, full=True, verified=self._verified)
+                    if any(p.damaged for p in problems):
+                        raise CollectionError(damage_message(self.root, problems))
                 remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
                 yield
             finally:
@@ -560,7 +666,7 @@ class Collection:
         """Make ``chunks`` the collection's content: the one atomic commit step."""
         manifest = dict(self._manifest, chunks=chunks)
         atomic_write_json(self.root / "manifest.json", manifest)
-        self._manifest = manifest
+        self._manifest, self._manifest_bytes = manifest, (self.root / "manifest.json").read_bytes()
         self._cache.clear()
 
     def add(
@@ -646,7 +752,13 @@ class Collection:
             known_hashes = {path: sha for path, sha in zip(to_check, hashes) if sha is not None}  # each file hashed once
             for batch in extract_batches(to_extract, self.backbone, batch_size=batch_size, n_jobs=n_jobs, sha256=known_hashes):
                 report.failed += [{"path": str(r.path), "reason": r.error} for r in batch.failures]
-                pending.extend(batch)
+                finite = _finite_rows(batch)
+                report.failed += [
+                    {"path": str(r.path), "reason": "the network gave NaN or infinite features; not stored"}
+                    for r, ok in zip(batch.images, finite)
+                    if not ok
+                ]
+                pending.extend(batch, finite)
                 while len(pending) >= chunk_size:
                     self._append_chunk(*pending.take(chunk_size))
                 bar.update(len(batch.images) + len(batch.failures))
@@ -700,7 +812,7 @@ class Collection:
 
     def _append_chunk(self, images: pd.DataFrame, embeddings: np.ndarray, probabilities: np.ndarray) -> None:
         chunk = write_chunk(self.root, images, embeddings, probabilities)
-        self._list_chunks(self._manifest["chunks"] + [{"name": chunk.name, "rows": chunk.n_rows}])
+        self._list_chunks(self._manifest["chunks"] + [chunk.entry()])
 
     def _add_reused(self, items: list[tuple[Path, int]]) -> None:
         rows = self._all_rows()
@@ -733,7 +845,7 @@ class Collection:
         new = chunks[n_before:]
         if len(new) > 1:
             merged = merge_chunks(self.root, new)
-            self._list_chunks(listed[:n_before] + [{"name": merged.name, "rows": merged.n_rows}])
+            self._list_chunks(listed[:n_before] + [merged.entry()])
             chunks = self._chunks()
         superseded = self._live() is not None
         if len(chunks) > _MAX_SEGMENTS or superseded:
@@ -746,7 +858,24 @@ class Collection:
             keep = np.zeros(sum(c.n_rows for c in chunks), bool)
             keep[self._live()] = True
         merged = merge_chunks(self.root, chunks, keep)
-        self._list_chunks([{"name": merged.name, "rows": merged.n_rows}])
+        self._list_chunks([merged.entry()])
+
+
+def _finite_rows(batch) -> np.ndarray:
+    """Which rows of an extracted batch have finite features once stored as float16."""
+    finite = np.ones(len(batch.images), bool)
+    for values in (batch.embeddings, batch.class_probabilities):
+        if len(values):
+            with np.errstate(over="ignore"):
+                finite &= np.isfinite(np.asarray(values, STORAGE_DTYPE)).all(axis=1)
+    return finite
+
+
+def _refuse_damage(root: Path, manifest: dict, always: bool = False) -> None:
+    """Raise a CollectionError naming the damaged chunks and the fix, after the cheap checks."""
+    problems = [p for p in find_damage(root, manifest) if p.damaged]
+    if problems or always:
+        raise CollectionError(damage_message(root, problems) if problems else f"the collection {root} changed while being read; try again")
 
 
 class _PendingChunk:
@@ -760,13 +889,14 @@ class _PendingChunk:
     def __len__(self) -> int:
         return len(self.images)
 
-    def extend(self, batch) -> None:
+    def extend(self, batch, keep: np.ndarray) -> None:
         self.images += [
             {"path": str(r.path), "size": r.size, "mtime_ns": r.mtime_ns, "sha256": r.sha256, "width": r.width, "height": r.height}
-            for r in batch.images
+            for r, ok in zip(batch.images, keep)
+            if ok
         ]
-        self.embeddings += list(batch.embeddings)
-        self.probabilities += list(batch.class_probabilities)
+        self.embeddings += list(batch.embeddings[keep])
+        self.probabilities += list(batch.class_probabilities[keep])
 
     def take(self, n: int):
         images = pd.DataFrame(self.images[:n], columns=IMAGE_COLUMNS)

@@ -8,19 +8,34 @@ identified by content hash, so judgments survive moves and re-indexing and
 apply to copies added later. Each row keeps the image's embedding as raw
 float32 bytes (never a pickle), so a word can be learned even from an image
 that is not in the collection.
+
+Integrity: ``feedback.count.json`` beside the store keeps how many judgments
+and examples it has ever held. It is rewritten atomically after every write,
+under a lock file (``.feedback.sqlite.lock``) so concurrent writers only ever
+raise it. It is a separate file rather than a manifest entry because judging
+must not wait for the collection's writer lock (held for the whole of an
+indexing run), and because it must outlive the store it vouches for. A store
+holding fewer rows than recorded (cut to 0 bytes, deleted, restored from an old
+copy) or that SQLite reports as damaged is refused with a
+:class:`FeedbackStoreError` saying how to repair it (``lab repair``, see
+:func:`repair_store`); query by example does not need the store at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
+import json
+import os
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeedbackError", "FeedbackStore", "SCHEMA", "SCHEMA_VERSION"]
+
+__all__ = ["FeedbackError", "FeedbackStore", "FeedbackStoreError", "SCHEMA", "SCHEMA_VERSION", "feedback_problems", "repair_store"]
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -49,12 +64,200 @@ CREATE INDEX IF NOT EXISTS examples_by_term ON examples (term);
 """
 
 
+_TABLES = ("judgments", "examples")
+_UNREADABLE_COUNTS = "is unreadable: lost judgments cannot be detected until the next judgment rewrites it"
+
+
 class FeedbackError(RuntimeError):
-    """A feedback store cannot be used as asked (written by a newer lab, ...)."""
+    """A feedback store cannot be used as asked (written by a newer lab, damaged, ...)."""
+
+
+class FeedbackStoreError(FeedbackError):
+    """The feedback store is damaged or has lost rows it had; ``lab repair`` rebuilds it."""
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _count_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.count.json")
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+def _recorded_counts(path: Path) -> dict | None:
+    """The counts kept beside the store; None when there are none (a store from an older lab)."""
+    try:
+        counts = json.loads(_count_path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return {t: int(counts[t]) for t in _TABLES if isinstance(counts, dict) and isinstance(counts.get(t), int)}
+
+
+def _write_counts(path: Path, counts: dict) -> None:
+    """Replace the counts file atomically. Not fsynced: after a crash it may lag behind (a weaker
+    check) but never runs ahead of what the store has committed (a false alarm)."""
+    target = _count_path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(counts))
+    os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """The store's lock file, held while the counts file is updated or the store created or rebuilt."""
+    with open(_lock_path(path), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _raise_counts(path: Path, db) -> None:
+    """Raise the counts kept beside the store to what it holds now (never lower them); hold the lock."""
+    counts = _counts(db)
+    recorded = _recorded_counts(path) or {}
+    raised = {t: max(counts[t], recorded.get(t, 0)) for t in _TABLES}
+    if raised != recorded:
+        _write_counts(path, raised)
+
+
+def _counts(db) -> dict:
+    return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in _TABLES}
+
+
+def _is_damage(err: sqlite3.Error) -> bool:
+    """SQLite errors that mean a damaged file, not a busy database or a refused row."""
+    if isinstance(err, sqlite3.IntegrityError):
+        return False
+    return isinstance(err, sqlite3.DatabaseError) and not any(w in str(err).lower() for w in ("locked", "busy"))
+
+
+def feedback_problems(path: str | Path, thorough: bool = False) -> list[str]:
+    """What is wrong with a feedback store: damage SQLite sees, or fewer rows than were recorded.
+
+    Parameters
+    ----------
+    path : path-like
+        The SQLite file.
+    thorough : bool
+        Run ``PRAGMA integrity_check`` (reads the whole file); otherwise only
+        count the rows and compare with ``feedback.count.json``.
+
+    Returns
+    -------
+    list of str
+        Empty when the store is sound (or does not exist and never held anything).
+    """
+    path = Path(path)
+    recorded = _recorded_counts(path)
+    problems = [] if recorded != {} else [f"{_count_path(path).name} {_UNREADABLE_COUNTS}"]
+    recorded = recorded or {}
+    if not path.exists() or path.stat().st_size == 0:
+        counts = {t: 0 for t in _TABLES}
+        state = "is missing" if not path.exists() else "is empty (0 bytes)"
+    else:
+        state = "holds"
+        try:
+            db = sqlite3.connect(path, timeout=30.0)
+            try:
+                if thorough:
+                    result = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
+                    if result != ["ok"]:
+                        problems.append(f"{path.name} is damaged: integrity_check says {'; '.join(result[:3])}")
+                counts = _counts(db)
+            finally:
+                db.close()
+        except sqlite3.Error as err:
+            if not _is_damage(err):
+                raise
+            return problems + [f"{path.name} is damaged: {err}"]
+    for table in _TABLES:
+        if counts[table] < recorded.get(table, 0):
+            problems.append(
+                f"{path.name} {state} {counts[table]} {table} but {recorded[table]} were recorded in {_count_path(path).name}: "
+                f"{recorded[table] - counts[table]} {table} lost"
+            )
+    return problems
+
+
+def _salvage(path: Path, embedding_size: int) -> dict:
+    """Every row of each table that can still be read from a damaged store (block by block, then row by row)."""
+    rows: dict = {t: [] for t in _TABLES}
+    if not path.exists() or path.stat().st_size == 0:
+        return rows
+    try:
+        db = sqlite3.connect(path)
+    except sqlite3.Error:
+        return rows
+    try:
+        for table in _TABLES:
+            columns = "id, term, sha256, path, relevant, user, created, embedding" if table == "judgments" else "id, term, sha256, source, user, created, embedding"
+            try:
+                rows[table] = db.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
+                continue
+            except sqlite3.Error:
+                pass
+            try:
+                last = db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0
+            except sqlite3.Error:
+                continue
+            for start in range(0, last + 1, 256):
+                try:
+                    rows[table] += db.execute(f"SELECT {columns} FROM {table} WHERE id BETWEEN ? AND ?", (start, start + 255)).fetchall()
+                except sqlite3.Error:
+                    for row_id in range(start, start + 256):
+                        with contextlib.suppress(sqlite3.Error):
+                            rows[table] += db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchall()
+    finally:
+        db.close()
+    return {t: [r for r in found if isinstance(r[-1], bytes) and len(r[-1]) == 4 * embedding_size] for t, found in rows.items()}
+
+
+def repair_store(path: str | Path, embedding_size: int) -> dict:
+    """Rebuild a damaged feedback store from the rows that can still be read.
+
+    The damaged file is kept, renamed ``feedback.damaged-<time>.sqlite``; a new
+    store receives every readable row (same ids), and the recorded counts are
+    reset to what it holds, so the loss is reported once, here.
+
+    Returns
+    -------
+    dict
+        ``judgments`` and ``examples`` kept, ``lost_judgments`` and
+        ``lost_examples`` (against the recorded counts), ``moved_to``.
+    """
+    path = Path(path)
+    recorded = _recorded_counts(path) or {}
+    with _locked(path):
+        moved = path.with_name(f"{path.stem}.damaged-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S%f}{path.suffix}")
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{path}{suffix}").exists():
+                os.rename(f"{path}{suffix}", f"{moved}{suffix}")
+        rows = _salvage(moved, embedding_size)
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO judgments (id, term, sha256, path, relevant, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["judgments"])
+            db.executemany("INSERT INTO examples (id, term, sha256, source, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)", rows["examples"])
+            db.execute("COMMIT")
+            counts = _counts(db)
+        finally:
+            db.close()
+        _write_counts(path, counts)
+    return {
+        "judgments": counts["judgments"],
+        "examples": counts["examples"],
+        "lost_judgments": max(recorded.get("judgments", 0) - counts["judgments"], 0),
+        "lost_examples": max(recorded.get("examples", 0) - counts["examples"], 0),
+        "moved_to": str(moved) if moved.exists() else None,
+    }
 
 
 class FeedbackStore:
@@ -67,9 +270,8 @@ class FeedbackStore:
     embedding_size : int
         Length of the stored embeddings; a mismatch is refused.
 
-    The file is opened (and created) on first use, not by the constructor;
-    a file written by a newer schema version is refused with
-    :class:`FeedbackError`.
+    The file is checked and opened (created) on first use, not by the
+    constructor.
     """
 
     def __init__(self, path: str | Path, embedding_size: int):
@@ -77,30 +279,65 @@ class FeedbackStore:
         self.embedding_size = embedding_size
         self._ready = False
 
+    def _prepare(self) -> None:
+        """Check and create the store on first use (once per store object).
+
+        Under the lock, so another process creating the store is never caught
+        half-way (no tables yet); a damaged store, or one that lost rows it
+        had, is refused with :class:`FeedbackStoreError`; a newer schema
+        version with :class:`FeedbackError`.
+        """
+        with _locked(self.path):
+            problems = [p for p in feedback_problems(self.path) if not p.endswith(_UNREADABLE_COUNTS)]
+            if problems:
+                raise self._damaged("; ".join(problems))
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                (stored,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if int(stored) > SCHEMA_VERSION:
+                    raise FeedbackError(
+                        f"{self.path} has feedback schema version {stored}; this lab reads up to {SCHEMA_VERSION}: upgrade lab "
+                        "(the file is left as it is)"
+                    )
+                _raise_counts(self.path, db)
+            except sqlite3.Error as err:
+                if _is_damage(err):
+                    raise self._damaged(str(err)) from None
+                raise
+            finally:
+                db.close()
+        self._ready = True
+
+    def _damaged(self, problem: str) -> FeedbackStoreError:
+        return FeedbackStoreError(
+            f"the feedback store is damaged: {problem}. Query by example still works; judgments and taught words cannot be "
+            f"used until it is repaired: run `lab repair -c {self.path.parent}` (it keeps the damaged file and rebuilds "
+            "the store from every row that can still be read)"
+        )
+
     @contextlib.contextmanager
     def _connect(self):
+        if not self._ready:
+            self._prepare()
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
-            if not self._ready:
-                self._prepare(db)
             yield db
+        except sqlite3.Error as err:
+            if _is_damage(err):
+                raise self._damaged(str(err)) from None
+            raise
         finally:
             db.close()
 
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        """Create the tables if missing and check the schema version (once per store object)."""
-        db.executescript(SCHEMA)
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        (stored,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if int(stored) > SCHEMA_VERSION:
-            raise FeedbackError(
-                f"{self.path} has feedback schema version {stored}; this lab reads up to {SCHEMA_VERSION}: upgrade lab "
-                "(the file is left as it is)"
-            )
-        self._ready = True
+    def _record_counts(self, db) -> None:
+        with _locked(self.path):
+            _raise_counts(self.path, db)
 
     def _blob(self, embedding) -> bytes:
         vector = np.asarray(embedding, dtype="<f4").reshape(-1)
@@ -138,6 +375,7 @@ class FeedbackStore:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            self._record_counts(db)
         return ids
 
     def add_example(self, term: str, sha256: str, source: str | None, user: str | None, embedding) -> int:
@@ -147,7 +385,8 @@ class FeedbackStore:
                 "INSERT INTO examples (term, sha256, source, user, created, embedding) VALUES (?, ?, ?, ?, ?, ?)",
                 (term, sha256, source, user or "", _now(), self._blob(embedding)),
             )
-            return int(cursor.lastrowid)
+            self._record_counts(db)
+        return int(cursor.lastrowid)
 
     def judgments(self, term: str | None = None) -> pd.DataFrame:
         """All judgments (of one term, if given) as a DataFrame, oldest first, without embeddings."""

@@ -46,7 +46,7 @@ class _Card:
     def __init__(self, panel: "SearchPanel", slot: int, size: int):
         import ipywidgets as w
 
-        self.panel, self.slot, self.row = panel, slot, None
+        self.panel, self.slot, self.row, self.path = panel, slot, None, None  # path: row ids change when the collection is compacted
         self.image = w.Image(format="jpeg", layout=w.Layout(width=f"{size}px", height=f"{size}px", object_fit="contain"))
         self.caption = w.HTML(layout=w.Layout(width=f"{size + 20}px"))
         self.relevant = w.Button(description="yes", icon="check", layout=w.Layout(width="50%"), tooltip="this image shows the word")
@@ -62,7 +62,7 @@ class _Card:
         self.box.add_class("lab-result")
 
     def show(self, row: int, path: str, rank: int, score: float, reason: str, judgeable: bool, size: int) -> None:
-        self.row = row
+        self.row, self.path = row, path
         self.image.value = thumbnail(path, size)
         name = html.escape(Path(path).name)
         self.caption.value = (
@@ -284,10 +284,10 @@ class SearchPanel:
         card = self.cards[slot]
         if card.row is None or self.term is None:
             return
-        self.collection.judge(self.term, card.row, relevant=relevant, user=self.user)
+        self.collection.judge(self.term, card.path, relevant=relevant, user=self.user)
         card.relevant.button_style = "success" if relevant else ""
         card.not_relevant.button_style = "" if relevant else "danger"
-        self._say(f"recorded: {Path(self.collection.paths[card.row]).name} is {'' if relevant else 'not '}'{self.term}'")
+        self._say(f"recorded: {Path(card.path).name} is {'' if relevant else 'not '}'{self.term}'")
         self.refresh_terms()
 
     def selected_rows(self) -> list[int]:
