@@ -7,7 +7,7 @@ a few judgments both ways, the direction of a class-balanced logistic
 regression (relevant against non-relevant) is added to it. Scoring a
 collection stays one matrix-vector product.
 
-What it reaches today on Caltech-101 is in ``results/caltech_search_evaluation.md``
+What it reaches today on Caltech-101 is in ``results/evaluation_caltech101.md``
 (written by ``scripts/evaluate_caltech.py``). The design was chosen by
 earlier runs of that script, whose tables were replaced since (the README's
 design notes keep their figures):

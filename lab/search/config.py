@@ -11,7 +11,7 @@ __all__ = ["SearchConfig"]
 # how fast learned evidence takes over from the vocabulary prior, by kind of word: for a word ImageNet
 # does not cover, the vocabulary's classes are only a place to start, and once there is an example it
 # takes over (strength 0 gave a better one-example P@20 than 0.25 in a run of scripts/evaluate_caltech.py,
-# see the README's design notes; today's figure is in results/caltech_search_evaluation.md)
+# see the README's design notes; today's figure is in results/evaluation_caltech101.md)
 _PRIOR_STRENGTH = MappingProxyType({"imagenet": 3.0, "related": 0.0, "unknown": 0.0})
 # while nothing relevant is known, the share of a page that shows the vocabulary's evidence rather than
 # exploring is trust / (trust + doubt + rejections): an ImageNet word keeps its page until a page's
@@ -28,8 +28,9 @@ class SearchConfig:
 
     Pass one to :meth:`lab.Collection.open` (``config=SearchConfig(min_score=0.05)``)
     or set ``col.config``; change one value with :func:`dataclasses.replace`.
-    The defaults are what ``scripts/evaluate_caltech.py`` measured (tables
-    in ``results/caltech_search_evaluation.md``).
+    The defaults were tuned with ``scripts/evaluate_collections.py`` (tables
+    in ``results/evaluation_*.md``: Caltech-101, flower_photos_600 and two
+    look-alike subsets of Caltech-101).
 
     Parameters
     ----------

@@ -89,7 +89,7 @@ def learned_decision(space: ScoringSpace, model: TermClassifier, config: SearchC
     Query expansion: the ``config.n_expansion`` images closest to the learned
     direction (not in ``exclude``, the rows judged not relevant) are averaged
     into it (weight ``config.expansion_weight``); see
-    ``results/caltech_search_evaluation.md`` for what learning reaches with it.
+    ``results/evaluation_caltech101.md`` for what learning reaches with it.
     """
     vectors = space.vectors_
     direction = space.project(model.coef_)
