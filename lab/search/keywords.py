@@ -123,7 +123,7 @@ def doubted_classes(resolution: Resolution, class_probabilities, rejected: np.nd
     towards the word's other classes.
 
     >>> r = Resolution("x", "related", np.array([0, 1]))
-    >>> doubted_classes(r, np.array([[0.9, 0.0], [0.1, 0.5]]), np.array([0]), 1.0).weights.round(3).tolist()
+    >>> [round(float(w), 3) for w in doubted_classes(r, np.array([[0.9, 0.0], [0.1, 0.5]]), np.array([0]), 1.0).weights]
     [0.526, 1.0]
     """
     if len(resolution.classes) == 0 or len(rejected) == 0:
