@@ -399,6 +399,47 @@ class Collection:
         """Words with feedback, with counts: judgments, relevant, not_relevant, examples, users, last_change."""
         return self._engine().feedback.terms()
 
+    def export_words(self, path: str | os.PathLike, words: Iterable[str] | None = None) -> Path:
+        """Write learned words (judged and taught examples, with embeddings, votes, users, times) to a portable zip.
+
+        Another collection built with the same backbone can :meth:`import_words`
+        it; see :mod:`lab.word_transfer` for the format (JSON and ``.npy``).
+
+        Parameters
+        ----------
+        path : path-like
+            The file to write, e.g. ``"words.zip"``.
+        words : iterable of str, optional
+            The words to export; default every word with feedback.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
+        from .word_transfer import export_words
+
+        engine = self._engine()
+        terms = None if words is None else [engine.resolve_term(word).term for word in ([words] if isinstance(words, str) else words)]
+        return export_words(engine.feedback, self.info(), path, terms)
+
+    def import_words(self, path: str | os.PathLike):
+        """Add the words in a file written by :meth:`export_words`; rows already here are skipped.
+
+        Returns
+        -------
+        lab.word_transfer.WordImport
+            Per word: judgments and examples added, and rows already here.
+
+        Raises
+        ------
+        lab.word_transfer.WordTransferError
+            The file is unreadable, or was made with another backbone.
+        """
+        from .word_transfer import import_words
+
+        return import_words(self._engine().feedback, self.info(), path)
+
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
     def _writer_lock(self):
