@@ -1,4 +1,4 @@
-"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, panel.
+"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, words, panel.
 
 Every command takes ``-c COLLECTION``; ``--json`` prints one JSON object
 instead of text, for scripts.
@@ -112,6 +112,34 @@ def _cmd_terms(args) -> int:
     return 0
 
 
+def _cmd_words_export(args) -> int:
+    from .collection import Collection
+
+    from .word_transfer import read_words
+
+    col = Collection.open(args.collection)
+    path = col.export_words(args.file, words=args.word)
+    _, tables = read_words(path)
+    words = sorted({term for records, _ in tables.values() for term in records.get("term", [])})
+    if args.json:
+        _print_json({"file": str(path), "words": words})
+    else:
+        print(f"wrote {len(words)} word{'s' if len(words) != 1 else ''} ({', '.join(words)}) to {path}")
+        print(f"import them into another collection built with {col.model_name}: lab words import -c OTHER {path}")
+    return 0
+
+
+def _cmd_words_import(args) -> int:
+    from .collection import Collection
+
+    report = Collection.open(args.collection).import_words(args.file)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return 0
+
+
 def _cmd_panel(args) -> int:
     from .panel import serve
 
@@ -130,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, func, help_text):
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def command(name, func, help_text, within=sub):
+        p = within.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-c", "--collection", required=True, help="collection folder")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.set_defaults(func=func)
@@ -169,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default=None)
 
     command("terms", _cmd_terms, "list the words that have feedback, with judgment counts")
+
+    words = sub.add_parser("words", help="copy learned words to another collection", description="copy learned words to another collection")
+    words_sub = words.add_subparsers(dest="words_command", required=True, metavar="ACTION")
+    p = command("export", _cmd_words_export, "write learned words (judgments and taught examples) to a portable zip", words_sub)
+    p.add_argument("file", help="the file to write, e.g. words.zip")
+    p.add_argument("--word", action="append", help="a word to export (repeat for several; default every word with feedback)")
+    p = command("import", _cmd_words_import, "add the words in a file from `lab words export` (same model only)", words_sub)
+    p.add_argument("file", help="a file written by `lab words export`")
 
     p = command("panel", _cmd_panel, "serve the search panel as a web page (Voila)")
     p.add_argument("--port", type=int, default=8866)

@@ -154,3 +154,25 @@ def test_a_word_taught_in_one_collection_finds_other_photos_of_it_in_another(tmp
 
     assert target.import_words(path).n_added == 0  # twice: nothing new
     assert target.terms().set_index("term").loc["chelsea", ["judgments", "examples"]].tolist() == [1, 1]
+
+
+def test_words_command_line(tmp_path, photo_collection, photo_folder, capsys):
+    from lab.cli import main
+
+    source = shutil.copytree(photo_collection.root, tmp_path / "source")
+    target = shutil.copytree(photo_collection.root, tmp_path / "target", ignore=shutil.ignore_patterns("feedback.sqlite*"))
+    assert main(["teach", "-c", str(source), "my mug", str(photo_folder / "coffee__coffee.jpg")]) == 0
+    capsys.readouterr()
+    assert main(["words", "export", "-c", str(source), str(tmp_path / "w.zip"), "--word", "my mug"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 1 word (my mug)" in out and "lab words import" in out
+    assert main(["words", "import", "-c", str(target), str(tmp_path / "w.zip"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["words"] == [{"word": "my mug", "judgments": 0, "examples": 1, "already_here": 0}]
+    assert main(["words", "import", "-c", str(target), str(tmp_path / "w.zip")]) == 0
+    assert "nothing new" in capsys.readouterr().out
+
+    manifest = json.loads((target / "manifest.json").read_text())
+    (target / "manifest.json").write_text(json.dumps({**manifest, "weights_checksum": "0" * 64}))
+    assert main(["words", "import", "-c", str(target), str(tmp_path / "w.zip")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lab words: error:") and "cannot be compared" in err and "\n" not in err
