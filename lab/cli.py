@@ -141,8 +141,10 @@ def _cmd_words_import(args) -> int:
 
 
 def _cmd_panel(args) -> int:
+    from .installed import require_extra
     from .panel import serve
 
+    require_extra("panel", "lab panel")
     process = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open)
     print(f"serving the search panel at http://{args.ip}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
     try:
@@ -218,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .collection import CollectionError
+    from .installed import MissingExtraError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+    except (FileNotFoundError, CollectionError, WeightsUnavailableError, MissingExtraError, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

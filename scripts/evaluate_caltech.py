@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from lab import Collection  # noqa: E402
 from lab.datasets import read_labels, unpack_dataset  # noqa: E402
 from lab.experiments import caltech_query_words, keyword_precision, query_by_example_table, simulate_feedback, teach_once  # noqa: E402
+from lab.installed import versions_line  # noqa: E402
 
 RESULTS = ROOT / "results"
 
@@ -95,6 +96,9 @@ def main() -> None:
         "# Search evaluation on Caltech-101",
         "",
         f"Command: `{command}` ({len(col)} images, model {col.model_name}; took {time.time() - started:.0f} s).",
+        "",
+        versions_line(),
+        "",
         f"Query words: {len(words)} (Caltech-101 class names; by vocabulary kind: {kinds}).",
         "",
         "## Keyword search, ImageNet terms, no feedback",
