@@ -106,7 +106,7 @@ def _cmd_terms(args) -> int:
     if args.json:
         _print_json({"terms": terms.to_dict(orient="records")})
     elif terms.empty:
-        print("no word has feedback yet")
+        print("no word has feedback yet: judge search results (`lab judge`) or teach a word (`lab teach`)")
     else:
         print(terms.to_string(index=False))
     return 0
@@ -184,19 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("similar", _cmd_similar, "find images similar to an image (a row id or a path, inside the collection or not)")
     p.add_argument("image", help="row id or image path")
     p.add_argument("-k", type=int, default=20, help="number of results (default 20)")
-    p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean", "manhattan"])
-    p.add_argument("--layer", default="transfer", choices=["transfer", "output"], help="embeddings or class probabilities")
+    p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean", "manhattan"], help="distance (default cosine)")
+    p.add_argument("--layer", default="transfer", choices=["transfer", "output"], help="transfer: embeddings (default); output: class probabilities")
 
     p = command("judge", _cmd_judge, "mark images relevant (or not) to a word")
-    p.add_argument("query")
+    p.add_argument("query", help="the word the images show (or do not show)")
     p.add_argument("images", nargs="+", help="row ids or paths of images in the collection")
     p.add_argument("--not-relevant", action="store_true", help="mark them not relevant")
     p.add_argument("--user", default=None, help="who is judging")
 
     p = command("teach", _cmd_teach, "teach a word with example images (inside the collection or not)")
-    p.add_argument("word")
+    p.add_argument("word", help="the word the images show, e.g. garfield")
     p.add_argument("images", nargs="+", help="row ids or image paths")
-    p.add_argument("--user", default=None)
+    p.add_argument("--user", default=None, help="who is teaching")
 
     command("terms", _cmd_terms, "list the words that have feedback, with judgment counts")
 
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a file written by `lab words export`")
 
     p = command("panel", _cmd_panel, "serve the search panel as a web page (Voila)")
-    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--port", type=int, default=8866, help="port to serve on (default 8866)")
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--open", action="store_true", help="open a browser")
     return parser

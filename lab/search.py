@@ -423,7 +423,7 @@ class SearchEngine:
     def _message(resolution: Resolution, n_matches: int, learned: bool, n_images: int) -> str:
         term = resolution.term
         if n_images == 0:
-            return "the collection is empty: add images first"
+            return "the collection is empty: add images first (col.add or `lab index`)"
         if resolution.kind == "unknown" and not learned:
             return (
                 f"no evidence for '{term}': it is not an ImageNet term and nobody has taught it yet. "
@@ -431,7 +431,7 @@ class SearchEngine:
                 "or judge results of a related word."
             )
         if n_matches == 0:
-            return f"no image shows evidence of '{term}'"
+            return f"no image shows evidence of '{term}': teach it with an example image (col.teach('{term}', image) or `lab teach`)"
         if resolution.kind == "related" and not learned:
             return f"'{term}' is not an ImageNet class; showing images of related classes. Judge them to teach it."
         return ""
