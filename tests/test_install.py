@@ -82,3 +82,15 @@ def test_results_record_the_versions_they_ran_with():
 @pytest.mark.parametrize("extra", sorted(EXTRAS))
 def test_install_command_names_this_checkout_and_the_extra(extra):
     assert install_command(extra) == f"pip install -e '{ROOT}[{extra}]'"
+
+
+def test_install_command_outside_a_checkout_names_the_extras_requirements(monkeypatch, tmp_path):
+    import lab.installed as installed
+
+    monkeypatch.setattr(installed, "__file__", str(tmp_path / "site-packages" / "lab" / "installed.py"))
+    monkeypatch.setattr(
+        installed.metadata, "requires", lambda name: ["numpy>=1.26", 'voila>=0.5; extra == "panel"', "papermill>=2.5; extra == 'report'"]
+    )
+    assert install_command("panel") == "pip install 'voila>=0.5'"
+    assert install_command("report") == "pip install 'papermill>=2.5'"
+    assert install_command("dask") == "pip install the 'dask' extra of lab"
