@@ -35,15 +35,17 @@ class MissingExtraError(ImportError):
 
 def versions(names: tuple[str, ...] = REPORTED) -> dict[str, str]:
     """Installed versions of ``names`` (those not installed are left out), plus Python's."""
+    from . import __version__
+
     found = {}
     for name in names:
+        if name == "lab":  # this code's own version, whatever pip last installed
+            found[name] = __version__
+            continue
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            if name == "lab":
-                from . import __version__
-
-                found[name] = __version__
+            pass
     return {**found, "python": platform.python_version()}
 
 
