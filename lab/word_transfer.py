@@ -58,14 +58,16 @@ class WordImport:
         return {"source": self.source, "model": self.model, "added": self.n_added, "words": self.table.to_dict(orient="records")}
 
     def __str__(self) -> str:
-        n_words = len(self.table)
-        lines = [f"{_count(n_words, 'word')} in {self.source} ({self.model}); added {_count(self.n_added, 'row')}:"]
-        for row in self.table.itertuples(index=False):
-            parts = [_count(row.judgments, "judgment"), _count(row.examples, "example")]
-            known = f" ({row.already_here} already here)" if row.already_here else ""
-            lines.append(f"  {row.word}: {', '.join(parts)} added{known}")
-        if n_words and not self.n_added:
-            lines.append("nothing new: this file was imported before")
+        t = self.table
+        n_judgments, n_examples, n_known = (int(t[c].sum()) if len(t) else 0 for c in ("judgments", "examples", "already_here"))
+        if self.n_added:
+            lines = [f"imported {_count(len(t), 'word')} from {self.source} ({self.model}): {_count(n_judgments, 'judgment')}, {_count(n_examples, 'example')}"]
+        else:
+            lines = [f"nothing new in {self.source}: its {n_known} judgments and examples are already here (imported before, or made here)"]
+        for row in t.itertuples(index=False):
+            added = [_count(n, noun) for n, noun in ((row.judgments, "judgment"), (row.examples, "example")) if n]
+            known = [f"{row.already_here} already here"] if row.already_here else []
+            lines.append(f"  {row.word}: {', '.join(added + known)}")
         return "\n".join(lines)
 
 
@@ -118,13 +120,16 @@ def export_words(store: FeedbackStore, info: dict, path: str | os.PathLike, term
     }
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("words.json", json.dumps(document, indent=1))
-        for name, (_, embeddings) in tables.items():
-            buffer = io.BytesIO()
-            np.save(buffer, np.ascontiguousarray(embeddings, dtype="<f4"), allow_pickle=False)
-            archive.writestr(f"{name}.npy", buffer.getvalue())
-    os.replace(tmp, path)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("words.json", json.dumps(document, indent=1))
+            for name, (_, embeddings) in tables.items():
+                buffer = io.BytesIO()
+                np.save(buffer, np.ascontiguousarray(embeddings, dtype="<f4"), allow_pickle=False)
+                archive.writestr(f"{name}.npy", buffer.getvalue())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -148,14 +153,17 @@ def read_words(path: str | os.PathLike) -> tuple[dict, dict[str, tuple[pd.DataFr
         raise WordTransferError(f"{path} is not a lab words file; make one with `lab words export`")
     if document.get("version", 0) > VERSION:
         raise WordTransferError(f"{path} has words-file version {document['version']}; this lab reads up to {VERSION}: upgrade lab")
-    size = int(document["backbone"]["embedding_size"])
+    backbone = document.get("backbone")
+    if not isinstance(backbone, dict) or not {"model", "weights_checksum", "embedding_size"} <= set(backbone):
+        raise WordTransferError(f"{path}: words.json does not say which backbone made its embeddings (model, weights_checksum, embedding_size)")
+    size = int(backbone["embedding_size"])
     tables = {}
     for name in _TABLES:
         try:
             embeddings = np.load(io.BytesIO(members[f"{name}.npy"]), allow_pickle=False)
         except ValueError as err:
             raise WordTransferError(f"{path}: {name}.npy is not a plain float array ({err})") from None
-        records = pd.DataFrame(document.get(name, []))
+        records = _records(path, name, document.get(name, []))
         if embeddings.dtype != np.dtype("<f4") or embeddings.ndim != 2 or embeddings.shape != (len(records), size):
             raise WordTransferError(
                 f"{path}: {name}.npy holds {embeddings.dtype} {embeddings.shape}, expected float32 ({len(records)}, {size})"
@@ -164,6 +172,19 @@ def read_words(path: str | os.PathLike) -> tuple[dict, dict[str, tuple[pd.DataFr
             raise WordTransferError(f"{path}: {name}.npy has NaN or infinite values")
         tables[name] = (records, embeddings)
     return document, tables
+
+
+def _records(path: Path, name: str, rows) -> pd.DataFrame:
+    """One table's records, checked: the columns the store needs, as non-empty strings (votes as booleans)."""
+    required = ["term", "sha256", "user", "created"] + (["relevant"] if name == "judgments" else [])
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise WordTransferError(f"{path}: '{name}' in words.json must be a list of records")
+    records = pd.DataFrame(rows, columns=sorted({*required, "path", "source"} | {k for row in rows for k in row}))
+    for column in required:
+        kind = bool if column == "relevant" else str
+        if not all(isinstance(value, kind) and (kind is bool or value or column == "user") for value in records[column]):
+            raise WordTransferError(f"{path}: every record of '{name}' needs a {'true/false' if kind is bool else 'text'} '{column}'")
+    return records
 
 
 def _read_members(path: Path) -> dict[str, bytes]:
@@ -197,10 +218,6 @@ def import_words(store: FeedbackStore, info: dict, path: str | os.PathLike) -> W
     for name, (records, embeddings) in tables.items():
         if not len(records):
             continue
-        required = {"term", "sha256", "user", "created"} | ({"relevant"} if name == "judgments" else set())
-        if required - set(records.columns):
-            raise WordTransferError(f"{path}: {name} lack {sorted(required - set(records.columns))}")
-        records = records.assign(**{c: records[c] if c in records else None for c in ("path", "source")})
         added = store.import_rows(name, records, embeddings)
         for term, was_added in zip(records["term"], added):
             entry = counts.setdefault(term, {"word": term, "judgments": 0, "examples": 0, "already_here": 0})

@@ -42,7 +42,7 @@ def test_round_trip_keeps_votes_users_times_and_embeddings(store, tmp_path):
         np.testing.assert_array_equal(their_vectors, our_vectors)
     assert report.table.set_index("word").loc["cat"].to_dict() == {"judgments": 2, "examples": 1, "already_here": 0}
     assert report.n_added == 4
-    assert "cat: 2 judgments, 1 example added" in str(report)
+    assert "cat: 2 judgments, 1 example\n" in str(report) and str(report).startswith("imported 2 words from")
 
 
 def test_importing_twice_does_not_double_count(store, tmp_path):
@@ -176,3 +176,20 @@ def test_words_command_line(tmp_path, photo_collection, photo_folder, capsys):
     assert main(["words", "import", "-c", str(target), str(tmp_path / "w.zip")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lab words: error:") and "cannot be compared" in err and "\n" not in err
+
+
+def test_records_missing_what_the_store_needs_are_refused_before_anything_is_added(store, tmp_path):
+    path = export_words(store, INFO, tmp_path / "words.zip")
+    with zipfile.ZipFile(path) as archive:
+        document = json.loads(archive.read("words.json"))
+    target = FeedbackStore(tmp_path / "target.sqlite", D)
+    for broken, message in [
+        ({**document, "judgments": [{**document["judgments"][0], "created": None}] + document["judgments"][1:]}, "needs a text 'created'"),
+        ({**document, "judgments": [{**document["judgments"][0], "relevant": "yes"}] + document["judgments"][1:]}, "true/false 'relevant'"),
+        ({**document, "examples": "cat"}, "must be a list of records"),
+        ({k: v for k, v in document.items() if k != "backbone"}, "which backbone"),
+    ]:
+        _rewrite(path, "words.json", json.dumps(broken))
+        with pytest.raises(WordTransferError, match=message):
+            import_words(target, INFO, path)
+    assert target.terms().empty
