@@ -1,4 +1,4 @@
-"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, check, repair, panel.
+"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, words, evaluate, check, repair, panel.
 
 Every command takes ``-c COLLECTION``; ``--json`` prints one JSON object
 instead of text, for scripts.
@@ -114,7 +114,7 @@ def _cmd_terms(args) -> int:
     if args.json:
         _print_json({"terms": terms.to_dict(orient="records")})
     elif terms.empty:
-        print("no word has feedback yet")
+        print("no word has feedback yet: judge search results (`lab judge`) or teach a word (`lab teach`)")
     else:
         print(terms.to_string(index=False))
     return 0
@@ -163,14 +163,44 @@ def _cmd_repair(args) -> int:
     return 0
 
 
+def _cmd_words_export(args) -> int:
+    from .collection import Collection
+
+    from .word_transfer import read_words
+
+    col = Collection.open(args.collection)
+    path = col.export_words(args.file, words=args.word)
+    _, tables = read_words(path)
+    words = sorted({term for records, _ in tables.values() for term in records.get("term", [])})
+    if args.json:
+        _print_json({"file": str(path), "words": words})
+    else:
+        print(f"wrote {len(words)} word{'s' if len(words) != 1 else ''} ({', '.join(words)}) to {path}")
+        print(f"import them into another collection built with {col.model_name}: lab words import -c OTHER {path}")
+    return 0
+
+
+def _cmd_words_import(args) -> int:
+    from .collection import Collection
+
+    report = Collection.open(args.collection).import_words(args.file)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return 0
+
+
 def _cmd_panel(args) -> int:
     import signal
 
+    from .installed import require_extra
     from .panel import serve
 
     def stop_on_signal(signum, frame):
         raise KeyboardInterrupt
 
+    require_extra("panel", "lab panel")
     server = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open, cull_idle=args.cull_idle)
     # SIGTERM / SIGHUP end `lab panel` the way Ctrl-C does: Voila and every kernel are stopped too
     previous = {sig: signal.signal(sig, stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -204,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    def command(name, func, help_text):
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def command(name, func, help_text, within=sub):
+        p = within.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-c", "--collection", required=True, help="collection folder")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.set_defaults(func=func)
@@ -228,19 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("similar", _cmd_similar, "find images similar to an image (a row id or a path, inside the collection or not)")
     p.add_argument("image", help="row id or image path")
     p.add_argument("-k", type=int, default=20, help="number of results (default 20)")
-    p.add_argument("--metric", default="cosine", choices=METRICS)
-    p.add_argument("--layer", default="transfer", choices=list(LAYERS), help="transfer: embeddings; output: class probabilities")
+    p.add_argument("--metric", default="cosine", choices=METRICS, help="distance (default cosine)")
+    p.add_argument("--layer", default="transfer", choices=list(LAYERS), help="transfer: embeddings (default); output: class probabilities")
 
     p = command("judge", _cmd_judge, "mark images relevant (or not) to a word")
-    p.add_argument("word")
+    p.add_argument("word", help="the word the images show (or do not show)")
     p.add_argument("images", nargs="+", help="row ids or paths of images in the collection")
     p.add_argument("--not-relevant", action="store_true", help="mark them not relevant")
     p.add_argument("--user", default=None, help="who is judging")
 
     p = command("teach", _cmd_teach, "teach a word with example images (inside the collection or not)")
-    p.add_argument("word")
+    p.add_argument("word", help="the word the images show, e.g. garfield")
     p.add_argument("images", nargs="+", help="row ids or image paths")
-    p.add_argument("--user", default=None)
+    p.add_argument("--user", default=None, help="who is teaching")
 
     command("terms", _cmd_terms, "list the words that have feedback, with judgment counts")
 
@@ -252,9 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="evaluation", help="file name stem in --out")
     command("check", _cmd_check, "verify a collection: checksums, NaN/inf, row counts, the feedback store (exit 1 when damaged)")
     command("repair", _cmd_repair, "set damaged chunks aside, re-extract their images, rebuild a damaged feedback store")
+    words = sub.add_parser("words", help="copy learned words to another collection", description="copy learned words to another collection")
+    words_sub = words.add_subparsers(dest="words_command", required=True, metavar="ACTION")
+    p = command("export", _cmd_words_export, "write learned words (judgments and taught examples) to a portable zip", words_sub)
+    p.add_argument("file", help="the file to write, e.g. words.zip")
+    p.add_argument("--word", action="append", help="a word to export (repeat for several; default every word with feedback)")
+    p = command("import", _cmd_words_import, "add the words in a file from `lab words export` (same model only)", words_sub)
+    p.add_argument("file", help="a file written by `lab words export`")
 
     p = command("panel", _cmd_panel, "serve the search panel as a web page (Voila)")
-    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--port", type=int, default=8866, help="port to serve on (default 8866)")
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--open", action="store_true", help="open a browser")
     p.add_argument(
@@ -272,11 +309,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from .collection import CollectionError
     from .feedback import FeedbackError
+    from .installed import MissingExtraError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (OSError, CollectionError, FeedbackError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+    except (OSError, CollectionError, FeedbackError, WeightsUnavailableError, MissingExtraError, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except sqlite3.Error as err:

@@ -93,7 +93,7 @@ class IndexReport:
     def __str__(self) -> str:
         lines = [
             f"added {self.added}, unchanged {self.unchanged}, failed {len(self.failed)}, skipped {len(self.skipped)}; "
-            f"{self.total} images in the collection"
+            f"{self.total} image{'s' if self.total != 1 else ''} in the collection"
         ]
         lines += [f"  failed: {display_path(item['path'])}: {item['reason']}" for item in self.failed]
         for reason, count in self.skipped_by_reason().items():
@@ -642,6 +642,47 @@ class Collection:
         from .integrity import repair
 
         return repair(self, progress=progress)
+
+    def export_words(self, path: str | os.PathLike, words: Iterable[str] | None = None) -> Path:
+        """Write learned words (judged and taught examples, with embeddings, votes, users, times) to a portable zip.
+
+        Another collection built with the same backbone can :meth:`import_words`
+        it; see :mod:`lab.word_transfer` for the format (JSON and ``.npy``).
+
+        Parameters
+        ----------
+        path : path-like
+            The file to write, e.g. ``"words.zip"``.
+        words : iterable of str, optional
+            The words to export; default every word with feedback.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
+        from .word_transfer import export_words
+
+        search = self._search()
+        terms = None if words is None else [search.resolve_term(word).term for word in ([words] if isinstance(words, str) else words)]
+        return export_words(self.feedback, self.info(), path, terms)
+
+    def import_words(self, path: str | os.PathLike):
+        """Add the words in a file written by :meth:`export_words`; rows already here are skipped.
+
+        Returns
+        -------
+        lab.word_transfer.WordImport
+            Per word: judgments and examples added, and rows already here.
+
+        Raises
+        ------
+        lab.word_transfer.WordTransferError
+            The file is unreadable, or was made with another backbone.
+        """
+        from .word_transfer import import_words
+
+        return import_words(self.feedback, self.info(), path)
 
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager

@@ -98,6 +98,9 @@ class Evaluation:
             f"# Evaluation of {self.facts.get('collection', 'a collection')}",
             "",
             f"Command: `{self.facts.get('command', '')}`",
+            "",
+            self.facts.get("versions", ""),
+            "",
             f"{self.facts.get('n_images', '?')} images, {s['n_words']} words, model {self.facts.get('model', '?')}; "
             f"{self.facts.get('seconds', 0):.0f} s.",
             "",
@@ -208,5 +211,8 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     per_word["found"] = last["found"].reindex(per_word.index)
     per_word["new_page_precision"] = simulated.groupby("word")["precision"].apply(lambda p: " ".join(f"{v:.2f}" for v in p)).reindex(per_word.index)
     per_word["teach_once_p@20"] = taught.groupby("word")[f"p@{k}"].mean().reindex(per_word.index)
-    facts = {"collection": str(col.root), "n_images": len(col), "model": col.model_name, "rounds": rounds, "k": k, "seconds": time.time() - started}
+    from .installed import versions_line
+
+    facts = {"collection": str(col.root), "n_images": len(col), "model": col.model_name, "rounds": rounds, "k": k, "seconds": time.time() - started,
+             "versions": versions_line()}
     return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)

@@ -121,4 +121,4 @@ def export_features_cli(layer: str, description: str) -> None:
     result = export_features(args.image_path, args.output_path, layer=layer, model=args.model)
     for item in result["failed"]:
         print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
-    print(f"wrote {result['written']} rows to {result['array']}")
+    print(f"wrote {result['written']} row{'s' if result['written'] != 1 else ''} to {result['array']}")

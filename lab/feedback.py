@@ -403,15 +403,20 @@ class FeedbackStore:
     def votes(self, term: str) -> pd.DataFrame:
         """Per image: net votes (+1 relevant, -1 not) over users, each user's latest judgment counting once.
 
+        "Latest" is by the time a judgment was made, so judgments imported from
+        another collection (:meth:`import_rows`) do not override newer ones here.
+
         Returns a DataFrame indexed by sha256 with columns ``net``, ``n_users``
         and ``embedding`` (float32 vectors of the latest judgment).
         """
         with self._connect() as db:
             rows = db.execute(
                 """
-                SELECT j.sha256, j.relevant, j.embedding, j.path FROM judgments j
-                JOIN (SELECT MAX(id) AS id FROM judgments WHERE term = ? GROUP BY sha256, user) latest
-                ON j.id = latest.id ORDER BY j.id
+                SELECT sha256, relevant, embedding, path FROM (
+                    SELECT id, sha256, relevant, embedding, path,
+                           ROW_NUMBER() OVER (PARTITION BY sha256, user ORDER BY created DESC, id DESC) AS recency
+                    FROM judgments WHERE term = ?)
+                WHERE recency = 1 ORDER BY id
                 """,
                 (term,),
             ).fetchall()
@@ -464,3 +469,86 @@ class FeedbackStore:
             frame[column] = frame[column].astype(int)
         frame.insert(1, "judgments", frame["relevant"] + frame["not_relevant"])
         return frame
+
+    # ------------------------------------------------------------ transfer
+    def rows(self, table: str, terms: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+        """Every row of ``table`` ("judgments" or "examples"), of ``terms`` if given, with its embedding.
+
+        Returns
+        -------
+        records : DataFrame
+            The table's columns except ``id`` and ``embedding``, oldest first.
+        embeddings : ndarray (n, embedding_size) float32
+            Row ``i`` is the embedding of ``records.iloc[i]``.
+        """
+        columns = _transfer_columns(table)
+        query = f"SELECT {', '.join(columns)}, embedding FROM {table}"
+        params: tuple = ()
+        if terms is not None:
+            query += f" WHERE term IN ({', '.join('?' * len(terms))})"
+            params = tuple(terms)
+        with self._connect() as db:
+            fetched = db.execute(query + " ORDER BY id", params).fetchall()
+        records = pd.DataFrame([row[:-1] for row in fetched], columns=list(columns))
+        if table == "judgments":
+            records["relevant"] = records["relevant"].astype(bool)
+        embeddings = (
+            np.stack([np.frombuffer(row[-1], dtype="<f4") for row in fetched]) if fetched else np.zeros((0, self.embedding_size), np.float32)
+        )
+        return records, embeddings
+
+    def import_rows(self, table: str, records: pd.DataFrame, embeddings: np.ndarray) -> np.ndarray:
+        """Add rows of ``table`` made elsewhere, keeping their users and times; rows already here are skipped.
+
+        A row is already here when one with the same term, image, user, time
+        (and vote, for judgments) exists, so importing the same file twice
+        changes nothing. All rows are added in one transaction: a bad row
+        (wrong embedding size, NaN) leaves the store as it was.
+
+        Returns
+        -------
+        ndarray of bool
+            Per row of ``records``: whether it was added.
+        """
+        columns = _transfer_columns(table)
+        key = _TRANSFER_KEYS[table]
+        blobs = [self._blob(vector) for vector in np.asarray(embeddings)]
+        if len(blobs) != len(records):
+            raise ValueError(f"{len(records)} {table} but {len(blobs)} embeddings")
+        added = np.zeros(len(records), bool)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for i, row in enumerate(records[list(columns)].itertuples(index=False)):
+                    values = dict(zip(columns, row))
+                    if table == "judgments":
+                        values["relevant"] = int(bool(values["relevant"]))
+                    match = " AND ".join(f"{column} = ?" for column in key)
+                    if db.execute(f"SELECT 1 FROM {table} WHERE {match} LIMIT 1", [values[c] for c in key]).fetchone():
+                        continue
+                    db.execute(
+                        f"INSERT INTO {table} ({', '.join(columns)}, embedding) VALUES ({', '.join('?' * (len(columns) + 1))})",
+                        [values[c] for c in columns] + [blobs[i]],
+                    )
+                    added[i] = True
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return added
+
+
+_TRANSFER_COLUMNS = {
+    "judgments": ("term", "sha256", "path", "relevant", "user", "created"),
+    "examples": ("term", "sha256", "source", "user", "created"),
+}
+_TRANSFER_KEYS = {
+    "judgments": ("term", "sha256", "relevant", "user", "created"),
+    "examples": ("term", "sha256", "user", "created"),
+}
+
+
+def _transfer_columns(table: str) -> tuple[str, ...]:
+    if table not in _TRANSFER_COLUMNS:
+        raise ValueError(f"table must be 'judgments' or 'examples', got {table!r}")
+    return _TRANSFER_COLUMNS[table]

@@ -147,7 +147,7 @@ class SearchPanel:
         self.previous.on_click(safe(lambda _: self.show_page(self.page - 1)))
         self.next.on_click(safe(lambda _: self.show_page(self.page + 1)))
 
-        header = w.HTML(f"<h3 style='margin:4px 0'>lab &middot; {html.escape(str(collection.root.name))} &middot; {len(collection):,} images</h3>")
+        header = w.HTML(f"<h3 style='margin:4px 0'>lab &middot; {html.escape(str(collection.root.name))} &middot; {len(collection):,} image{'s' if len(collection) != 1 else ''}</h3>")
         controls = w.HBox([self.query_box, self.search_button, self.upload, self.metric, self.layer])
         actions = w.HBox([self.more_like, self.teach_word, self.teach_button, self.previous, self.page_label, self.next])
         main = w.VBox([header, controls, w.HBox([self.status, self.progress, self.serial]), self.grid, actions])
@@ -211,7 +211,7 @@ class SearchPanel:
         self.term = results.attrs["term"]
         self.teach_word.value = self.term
         self._query = ("search", word)
-        self._set_results(results, results.attrs.get("message") or f"{results.attrs['n_matches']:,} images show '{self.term}'")
+        self._set_results(results, results.attrs.get("message") or f"{results.attrs['n_matches']:,} image{'s show' if results.attrs['n_matches'] != 1 else ' shows'} '{self.term}'")
         return results
 
     def run_similar(self, image) -> pd.DataFrame:
@@ -287,7 +287,7 @@ class SearchPanel:
         self.collection.judge(self.term, card.path, relevant=relevant, user=self.user)
         card.relevant.button_style = "success" if relevant else ""
         card.not_relevant.button_style = "" if relevant else "danger"
-        self._say(f"recorded: {Path(card.path).name} is {'' if relevant else 'not '}'{self.term}'")
+        self._say(f"recorded: {Path(card.path).name} {'shows' if relevant else 'does not show'} '{self.term}'")
         self.refresh_terms()
 
     def selected_rows(self) -> list[int]:
@@ -297,7 +297,7 @@ class SearchPanel:
         """Query by the mean of the selected results."""
         rows = self.selected_rows()
         if not rows:
-            self._say("select one or more results first", error=True)
+            self._say("tick 'select' under one or more results first", error=True)
             return pd.DataFrame()
         col = self.collection
         vectors = np.asarray(layer_array(col, self.layer.value)[rows], np.float32)
@@ -305,17 +305,17 @@ class SearchPanel:
         results = self.run_similar(query)
         if len(results):
             results = results[~results["id"].isin(rows)]
-            self._set_results(results, f"images like the {len(rows)} selected")
+            self._set_results(results, f"images like the {len(rows)} selected" if len(rows) != 1 else "images like the selected one")
         return results
 
     def teach_selected(self, word: str) -> int:
         """Teach ``word`` with every selected result; returns how many examples were given."""
         rows = self.selected_rows()
         if not word or not word.strip():
-            self._say("type the word to teach", error=True)
+            self._say("type the word to teach in the box left of 'Teach word from selected'", error=True)
             return 0
         if not rows:
-            self._say("select the results that show the word first", error=True)
+            self._say("tick 'select' under the results that show the word first", error=True)
             return 0
         try:
             for row in rows:
@@ -330,14 +330,14 @@ class SearchPanel:
     def refresh_terms(self) -> None:
         terms = self.collection.terms()
         if terms.empty:
-            self.terms_view.value = "<i style='color:#666'>none yet: rate results or teach a word</i>"
+            self.terms_view.value = "<i style='color:#666'>none yet: answer yes or no under results, or teach a word</i>"
             return
         rows = "".join(
             f"<tr><td>{html.escape(t.term)}</td><td align=right>{t.relevant}</td><td align=right>{t.not_relevant}</td><td align=right>{t.examples}</td></tr>"
             for t in terms.itertuples(index=False)
         )
         self.terms_view.value = (
-            "<table style='font-size:12px'><tr><th align=left>word</th><th>rel.</th><th>not</th><th>ex.</th></tr>" + rows + "</table>"
+            "<table style='font-size:12px'><tr><th align=left>word</th><th title='judged relevant'>yes</th><th title='judged not relevant'>no</th><th title='taught examples'>taught</th></tr>" + rows + "</table>"
         )
 
 

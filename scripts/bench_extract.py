@@ -33,6 +33,7 @@ from lab import Collection, load_model  # noqa: E402
 from lab.benchmarking import rss_mb  # noqa: E402
 from lab.datasets import read_labels, unpack_dataset  # noqa: E402
 from lab.image_decoding import decode_image  # noqa: E402
+from lab.installed import versions_line  # noqa: E402
 
 
 def bench_network(backbone, files, batch_size=32) -> float:
@@ -110,7 +111,7 @@ def main() -> None:
     if args.limit:
         files = files[: args.limit]
     backbone = load_model()
-    lines = [f"# Extraction benchmark: {args.dataset}", "", f"Command: `python scripts/bench_extract.py {' '.join(sys.argv[1:])}`", ""]
+    lines = [f"# Extraction benchmark: {args.dataset}", "", f"Command: `python scripts/bench_extract.py {' '.join(sys.argv[1:])}`", "", versions_line(), ""]
     lines += [f"Machine: {os.cpu_count()} cores; model {backbone.name}; {len(files)} images end to end.", ""]
 
     if not args.memory:

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+from lab.installed import versions_line  # noqa: E402
 
 from panel_driver import launch, open_panel, search, serial, served_panel, wait_for_new_results  # noqa: E402
 
@@ -67,6 +68,8 @@ def main() -> None:
         f"# Search panel response times, {len(col):,} images",
         "",
         f"Command: `python scripts/bench_panel.py {' '.join(sys.argv[1:])}`",
+        "",
+        versions_line(),
         "",
         "From the click to the new page of 20 thumbnails in headless Chromium (Voila kernel, 2 cores).",
         "",

@@ -27,6 +27,7 @@ from lab import Collection  # noqa: E402
 from lab.benchmarking import median_ms, memory_mb, rss_mb  # noqa: E402
 from lab.datasets import indexed_dataset  # noqa: E402
 from lab.neighbors import NeighborIndex  # noqa: E402
+from lab.installed import versions_line  # noqa: E402
 
 
 def synthetic_collection(source: Collection, target: Path, n: int) -> Collection:
@@ -118,6 +119,8 @@ def main() -> None:
         f"# Search benchmark at {len(col):,} images",
         "",
         f"Command: `python scripts/bench_search.py {' '.join(sys.argv[1:])}`",
+        "",
+        versions_line(),
         "",
         "Synthetic rows drawn from real Caltech-101 features with noise; model efficientnet-lite0 (1280-d); 2 cores.",
         "",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lab.installed import versions_line  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="lab-notebooks-"))
     out = Path(args.out or workdir / "executed")
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Notebook run times", "", f"Command: `python scripts/run_notebooks.py {' '.join(sys.argv[1:])}`", ""]
+    lines = ["# Notebook run times", "", f"Command: `python scripts/run_notebooks.py {' '.join(sys.argv[1:])}`", "", versions_line(), ""]
     collection, images = args.collection, args.images
     if not collection:
         from lab.datasets import indexed_dataset
