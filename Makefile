@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   index sample photos that ship in installed packages, then search them
 #   make test   the whole test suite
+#   make report the notebooks run on a collection and rendered to HTML in results/report/
+#               (default the demo collection; REPORT_COLLECTION=... REPORT_IMAGES=... for another)
 # Both create or refresh .venv/ through `make setup`, which is quick when nothing changed.
 
 PYTHON ?= python3
@@ -8,8 +10,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lab-installed
 DEMO_DIR ?= demo-collection
+REPORT_COLLECTION ?= $(DEMO_DIR)/collection
+REPORT_IMAGES ?= $(DEMO_DIR)/images
+REPORT_OUT ?= results/report
 
-.PHONY: setup demo test test-fast bench clean-demo browser-deps
+.PHONY: setup demo test test-fast bench clean-demo browser-deps report
 
 setup: $(STAMP)
 
@@ -25,6 +30,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 demo: setup
 	$(BIN)/python scripts/demo.py --folder $(DEMO_DIR)
+
+report: demo
+	$(BIN)/python -m lab.cli report -c $(REPORT_COLLECTION) --images $(REPORT_IMAGES) --out $(REPORT_OUT)
 
 test: setup browser-deps
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, panel.
+"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, panel, report.
 
 Every command takes ``-c COLLECTION``; ``--json`` prints one JSON object
 instead of text, for scripts.
@@ -125,6 +125,18 @@ def _cmd_panel(args) -> int:
         return 0
 
 
+def _cmd_report(args) -> int:
+    from .report import run_report
+
+    command = "lab report " + " ".join(sys.argv[1:] if sys.argv[1:2] == ["report"] else [f"-c {args.collection}"])
+    run = run_report(args.collection, args.images, args.out, command=command, progress=not args.json)
+    if args.json:
+        _print_json({"index": str(run.index), "pages": [str(p) for p in run.pages], "seconds": run.seconds})
+    else:
+        print(f"report: {run.index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Search collections of unlabeled images.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
@@ -174,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--open", action="store_true", help="open a browser")
+
+    p = command("report", _cmd_report, "run the notebooks on a collection and render them, with their outputs, to HTML")
+    p.add_argument("--images", default=None, help="the image folder the collection indexes (its labels score the experiments)")
+    p.add_argument("--out", default="results/report", help="report folder (default results/report)")
     return parser
 
 
@@ -183,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .collection import CollectionError
     from .models import WeightsUnavailableError
+    from .report import NotebookFailed
 
     try:
         return args.func(args)
-    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError) as err:
+    except (FileNotFoundError, CollectionError, WeightsUnavailableError, ValueError, IndexError, TypeError, NotebookFailed) as err:
         print(f"lab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,12 +20,24 @@ import pandas as pd
 
 from .term_model import unit_rows
 
-__all__ = ["ClassTaxonomy", "ClusterNamer", "default_n_clusters", "learned_words"]
+__all__ = ["GENERIC", "ClassTaxonomy", "ClusterNamer", "cluster_purity", "default_n_clusters", "learned_words"]
+
+
+# a name above this many of the 1000 ImageNet classes ("whole", "artifact", "living thing") says little
+GENERIC = 300
 
 
 def default_n_clusters(n_images: int) -> int:
     """About sqrt(n / 2) clusters, at least 2 and fewer than the images."""
     return max(2, min(n_images - 1, int(np.sqrt(n_images / 2))))
+
+
+def cluster_purity(clusters, labels) -> float:
+    """Share of images whose label is their cluster's most common label (labels only score, never cluster)."""
+    frame = pd.DataFrame({"cluster": np.asarray(clusters), "label": np.asarray(labels, dtype=object)}).dropna()
+    if frame.empty:
+        return float("nan")
+    return float(frame.groupby("cluster")["label"].agg(lambda s: s.value_counts().iloc[0]).sum() / len(frame))
 
 
 class ClassTaxonomy:
@@ -65,8 +77,9 @@ class ClassTaxonomy:
         Returns
         -------
         DataFrame
-            One row per input row: ``wnid``, ``name`` and ``confidence`` (the
-            mass under the chosen node); ties in specificity go to the larger mass.
+            One row per input row: ``wnid``, ``name``, ``confidence`` (the
+            mass under the chosen node) and ``n_classes`` (ImageNet classes
+            below it); ties in specificity go to the larger mass.
         """
         mass = self.mass(np.atleast_2d(probabilities))
         rows = []
@@ -75,7 +88,7 @@ class ClassTaxonomy:
             if not len(enough):  # probabilities that do not sum to 1: take the root-most node
                 enough = np.array([int(np.argmax(masses))])
             best = min(enough, key=lambda node: (self.n_classes_below[node], -masses[node]))
-            rows.append({"wnid": self.wnids[best], "name": self.names[best], "confidence": float(masses[best])})
+            rows.append({"wnid": self.wnids[best], "name": self.names[best], "confidence": float(masses[best]), "n_classes": int(self.n_classes_below[best])})
         return pd.DataFrame(rows)
 
 
@@ -100,7 +113,8 @@ class ClusterNamer:
         Unit-length cluster centres in embedding space.
     table_ : DataFrame
         One row per cluster, largest first: cluster, size, name, confidence,
-        wnid, examples (row ids).
+        wnid, n_classes (ImageNet classes below the name; at least
+        :data:`GENERIC` means a name as broad as "artifact"), examples (row ids).
     """
 
     def __init__(self, n_clusters: int | None = None, min_mass: float = 0.6, n_examples: int = 6, random_state: int = 0):
@@ -133,7 +147,7 @@ class ClusterNamer:
             members = np.flatnonzero(self.labels_ == c)
             examples.append(members[np.argsort(-similarity[members, c])][: self.n_examples].tolist())
         table = pd.DataFrame(
-            {"cluster": np.arange(k), "size": np.bincount(self.labels_, minlength=k), "name": names["name"], "confidence": names["confidence"], "wnid": names["wnid"], "examples": examples}
+            {"cluster": np.arange(k), "size": np.bincount(self.labels_, minlength=k), "name": names["name"], "confidence": names["confidence"], "wnid": names["wnid"], "n_classes": names["n_classes"], "examples": examples}
         )
         self.table_ = table.sort_values(["size", "cluster"], ascending=[False, True]).reset_index(drop=True)
         return self
@@ -201,4 +215,4 @@ def with_learned_words(table: pd.DataFrame, labels: np.ndarray, col) -> pd.DataF
     share = words.drop_duplicates("cluster").set_index("cluster")["share"]
     learned = table["source"] == "learned word"
     table.loc[learned, "confidence"] = table.loc[learned, "cluster"].map(share).to_numpy(float)
-    return table[["cluster", "size", "name", "source", "confidence", "wordnet_name", "wnid", "examples", "words"]]
+    return table[["cluster", "size", "name", "source", "confidence", "wordnet_name", "wnid", "n_classes", "examples", "words"]]

@@ -414,7 +414,7 @@ class Collection:
         DataFrame
             One row per cluster, largest first: cluster, size, name, source
             ("wordnet" or "learned word"), confidence, wordnet_name, wnid,
-            examples (row ids), words (learned words claiming the cluster).
+            n_classes, examples (row ids), words (learned words claiming the cluster).
         """
         from .clusters import name_clusters
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["feedback_curves", "image_grid", "metric_chart", "save_figure", "top_class_captions"]
+__all__ = ["feedback_curves", "figure_sheet", "image_grid", "metric_chart", "save_figure", "top_class_captions"]
 
 
 def image_grid(paths, captions=None, columns: int = 6, size: float = 2.2):
@@ -90,3 +90,20 @@ def save_figure(figure, folder, name: str) -> list[Path]:
         figure.savefig(path, bbox_inches="tight", **options)
         written.append(path)
     return written
+
+
+def figure_sheet(paths, titles=None, columns: int = 2, size: float = 7.0):
+    """Saved figures (PNG files) side by side on one sheet, each under its title; returns the figure."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    paths = [Path(p) for p in paths]
+    rows = max(1, -(-len(paths) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * size, rows * size * 0.75), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path, title in zip(axes.flat, paths, titles or [p.stem for p in paths]):
+        ax.imshow(Image.open(path))
+        ax.set_title(title, fontsize=11)
+    figure.tight_layout()
+    return figure
