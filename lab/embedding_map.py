@@ -113,9 +113,11 @@ class EmbeddingMap:
         """Scatter the map, coloured by ``color_by`` (labels per image) or by top ImageNet class.
 
         ``thumbnails`` > 0 draws that many images (spread over the map) at their positions.
-        ``names`` writes each cluster's name at its centre (the ``max_names``
-        largest clusters) with up to ``thumbnails_per_cluster`` of its most
-        typical images next to it, none overlapping another or a name.
+        ``names`` writes each cluster's name at its centre (of the ``max_names``
+        largest clusters, leaving out a name that would cover a larger
+        cluster's) with up to ``thumbnails_per_cluster`` of its most typical
+        images around it, each joined to its point by a line; no name or
+        thumbnail overlaps another.
         """
         import matplotlib.pyplot as plt
         from matplotlib.offsetbox import AnnotationBbox, OffsetImage
@@ -156,6 +158,7 @@ class EmbeddingMap:
         return np.stack([np.median(self.coordinates[self.clusters == c], axis=0) for c in range(k)])
 
     def _draw_names(self, ax, per_cluster: int, max_names: int) -> None:
+        """Names at cluster centres (a name that would cover a larger cluster's is left out), then thumbnails around each name."""
         from io import BytesIO
 
         from matplotlib.offsetbox import AnnotationBbox, OffsetImage
@@ -163,25 +166,46 @@ class EmbeddingMap:
 
         from .panel import thumbnail
 
-        table = self.names.head(max_names)
         centres = self.cluster_centres()
         to_axes = _AxesFraction(self.coordinates)
-        label_boxes = [to_axes.box(centres[c], 0.012 * len(str(name)) + 0.02, 0.035) for c, name in zip(table["cluster"], table["name"])]
-        placed = list(label_boxes)
-        for (cluster, name, examples), box in zip(table[["cluster", "name", "examples"]].itertuples(index=False), label_boxes):
-            ax.text(*centres[cluster], str(name), ha="center", va="center", fontsize=8, weight="bold", zorder=6, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.85, "lw": 0})
-            shown = 0
-            for row in examples:
-                if shown == per_cluster:
-                    break
-                candidate = to_axes.box(self.coordinates[row], THUMB_FRACTION, THUMB_FRACTION)
-                if any(_overlap(candidate, other) for other in placed):
-                    continue
-                placed.append(candidate)
-                image = np.asarray(Image.open(BytesIO(thumbnail(self.paths[row], 64))))
-                ax.add_artist(AnnotationBbox(OffsetImage(image, zoom=0.45), self.coordinates[row], frameon=True, pad=0.1, zorder=5))
-                shown += 1
+        placed, drawn = [], []
+        for cluster, name, examples in self.names.head(max_names)[["cluster", "name", "examples"]].itertuples(index=False):
+            box = to_axes.box(centres[cluster], 0.012 * len(str(name)) + 0.02, 0.035)
+            if not any(_overlap(box, other) for other in placed):
+                placed.append(box)
+                drawn.append((cluster, str(name), list(examples), box))
+        for cluster, name, _, _ in drawn:
+            ax.text(*centres[cluster], name, ha="center", va="center", fontsize=8, weight="bold", zorder=6, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.85, "lw": 0})
+        for cluster, name, examples, box in drawn:
+            slots = iter(_slots_around(box))
+            for row in examples[: per_cluster]:
+                for centre in slots:
+                    candidate = (centre[0] - THUMB_FRACTION / 2, centre[1] - THUMB_FRACTION / 2, centre[0] + THUMB_FRACTION / 2, centre[1] + THUMB_FRACTION / 2)
+                    inside = candidate[0] >= 0 and candidate[1] >= 0 and candidate[2] <= 1 and candidate[3] <= 1
+                    if inside and not any(_overlap(candidate, other) for other in placed):
+                        placed.append(candidate)
+                        image = np.asarray(Image.open(BytesIO(thumbnail(self.paths[row], 64))))
+                        ax.add_artist(
+                            AnnotationBbox(
+                                OffsetImage(image, zoom=0.45), self.coordinates[row], xybox=to_axes.point(centre), boxcoords="data",
+                                frameon=True, pad=0.1, zorder=5, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5},
+                            )
+                        )
+                        break
+        self.drawn_names_ = [(cluster, name) for cluster, name, _, _ in drawn]
         self.placed_boxes_ = placed
+
+
+def _slots_around(box) -> list[tuple[float, float]]:
+    """Thumbnail centres around a name's box: beside it, above and below, then the corners, then one ring further."""
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    gap = THUMB_FRACTION / 2 + 0.005
+    slots = []
+    for ring in (0, 1):
+        dx, dy = (x1 - x0) / 2 + gap + ring * THUMB_FRACTION, (y1 - y0) / 2 + gap + ring * THUMB_FRACTION
+        slots += [(cx + dx, cy), (cx - dx, cy), (cx, cy + dy), (cx, cy - dy), (cx + dx, cy + dy), (cx - dx, cy + dy), (cx + dx, cy - dy), (cx - dx, cy - dy)]
+    return slots
 
 
 # a 64-pixel thumbnail at zoom 0.45 on a 9-inch map, as a share of the axes (with a margin)
@@ -194,6 +218,10 @@ class _AxesFraction:
     def __init__(self, coordinates: np.ndarray):
         self.low = coordinates.min(axis=0)
         self.span = np.maximum(coordinates.max(axis=0) - self.low, 1e-9)
+
+    def point(self, fraction) -> np.ndarray:
+        """Shares of the axes back to map coordinates."""
+        return self.low + np.asarray(fraction, float) * self.span
 
     def box(self, point, width: float, height: float) -> tuple[float, float, float, float]:
         x, y = (np.asarray(point, float) - self.low) / self.span
