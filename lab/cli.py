@@ -128,7 +128,7 @@ def _cmd_panel(args) -> int:
 def _cmd_report(args) -> int:
     from .report import run_report
 
-    command = "lab report " + " ".join(sys.argv[1:] if sys.argv[1:2] == ["report"] else [f"-c {args.collection}"])
+    command = "lab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else f"lab report -c {args.collection}"
     run = run_report(args.collection, args.images, args.out, command=command, progress=not args.json)
     if args.json:
         _print_json({"index": str(run.index), "pages": [str(p) for p in run.pages], "seconds": run.seconds})

@@ -80,12 +80,17 @@ def feedback_curves(rounds: pd.DataFrame, value: str = "first_page_p@20", ax=Non
     return ax
 
 
-def save_figure(figure, folder, name: str) -> list[Path]:
-    """Save as PNG (150 dpi) and SVG into ``folder``; returns both paths."""
+def save_figure(figure, folder, name: str, formats=(".png", ".svg")) -> list[Path]:
+    """Save as PNG (150 dpi) and SVG into ``folder``; returns the paths.
+
+    ``formats=(".png",)`` for figures made of photos, where an SVG only wraps the same pixels.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, options in ((".png", {"dpi": 150}), (".svg", {})):
+        if suffix not in formats:
+            continue
         path = folder / f"{name}{suffix}"
         figure.savefig(path, bbox_inches="tight", **options)
         written.append(path)

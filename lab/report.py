@@ -183,3 +183,10 @@ def _write_index(run: ReportRun, notebooks: list, collection: str, images: str, 
     lines = ["# Notebook run times", "", f"Command: `{command or 'lab report'}`", "", f"Collection: {len(col):,} images, model {col.model_name}, {os.cpu_count()} cores.", ""]
     lines += ["| notebook | seconds |", "|---|---:|", *(f"| {name} | {s:.0f} |" for name, s in run.seconds.items()), f"| all | {total:.0f} |", ""]
     (run.out / "timings.md").write_text("\n".join(lines), encoding="utf-8")
+    for kind in ("figures", "tables"):
+        if (run.out / kind).exists():
+            (run.out / kind / "README.md").write_text(
+                f"# {kind.capitalize()} of the lab report\n\nWritten by `{command or 'lab report'}`: each one by the notebook that computed it, "
+                f"in the run rendered in `../index.html` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).\n",
+                encoding="utf-8",
+            )

@@ -56,6 +56,7 @@ def score(namer: ClusterNamer, probabilities: np.ndarray, taxonomy: ClassTaxonom
                 "purity": counts.iloc[0] / counts.sum(),
                 "scorable": bool(below),
                 "fits": names.loc[c, "wnid"] in below,
+                "finer": bool(set(synsets[majority]) & (vocab.ancestors(names.loc[c, "wnid"]) - {names.loc[c, "wnid"]})),
                 "generic": names.loc[c, "n_classes"] >= GENERIC,
             }
         )
@@ -73,6 +74,7 @@ def summary(table: pd.DataFrame) -> dict:
         "scorable clusters": len(scorable),
         "names fit (images)": (scorable["fits"] * scorable["size"]).sum() / scorable["size"].sum(),
         "specific names that fit": (scorable["fits"] & ~scorable["generic"]).mean(),
+        "names fit or finer": (scorable["fits"] | scorable["finer"]).mean(),
         "generic names": table["generic"].mean(),
         "mean confidence": table["confidence"].mean(),
     }
@@ -120,7 +122,9 @@ def main() -> None:
         "WordNet ancestors, over the clusters whose majority class has a WordNet synset (`scorable`; "
         "clutter classes such as BACKGROUND_Google do not); `(images)` weights that by cluster size; "
         f"`generic names` = share of names above {GENERIC} of the 1000 ImageNet classes (\"whole\", \"artifact\", \"living thing\"), "
-        "which fit almost anything; `specific names that fit` leaves those out.",
+        "which fit almost anything; `specific names that fit` leaves those out; `names fit or finer` also counts a name "
+        "below the class (\"airliner\" for airplanes). A label word with several senses fits any of them (Caltech's "
+        "\"Faces\" -> \"face\" has artifact senses too, so \"artifact\" fits it).",
         "",
         results.to_markdown(index=False, floatfmt=".3f"),
         "",
