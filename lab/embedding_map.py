@@ -146,7 +146,10 @@ class EmbeddingMap:
                 ax.add_artist(AnnotationBbox(OffsetImage(image, zoom=0.45), self.coordinates[i], frameon=False))
         if names and self.names is not None:
             self._draw_names(ax, thumbnails_per_cluster, max_names)
-        ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2)
+        if names and self.names is not None:  # thumbnails fill the map: the legend goes beside it
+            ax.legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        else:
+            ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2)
         ax.set_title(title or f"{self.method.upper()} map of {len(self.paths):,} images")
         ax.set_xticks([])
         ax.set_yticks([])
