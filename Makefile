@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   index sample photos that ship in installed packages, then search them
 #   make test   the whole test suite
+#   make report the notebooks run on a collection and rendered to HTML in results/report/
+#               (default the demo collection; REPORT_COLLECTION=... REPORT_IMAGES=... for another)
 # Both create or refresh .venv/ through `make setup`, which is quick when nothing changed.
 # `make setup` installs requirements.lock (exact versions); `make lock` regenerates it from
 # the ranges in requirements*.txt after one of them changed (`make lock UPGRADE=1`: newest
@@ -13,8 +15,11 @@ STAMP := $(VENV)/.lab-installed
 LOCK := requirements.lock
 LOCK_VENV := .venv-lock
 DEMO_DIR ?= demo-collection
+REPORT_COLLECTION ?= $(DEMO_DIR)/collection
+REPORT_IMAGES ?= $(DEMO_DIR)/images
+REPORT_OUT ?= results/report
 
-.PHONY: setup lock demo test test-fast bench clean-demo browser-deps
+.PHONY: setup lock demo test test-fast bench clean-demo browser-deps report
 
 setup: $(STAMP)
 
@@ -39,6 +44,9 @@ lock:
 
 demo: setup
 	$(BIN)/python scripts/demo.py --folder $(DEMO_DIR)
+
+report: demo
+	$(BIN)/python -m lab.cli report -c $(REPORT_COLLECTION) --images $(REPORT_IMAGES) --out $(REPORT_OUT)
 
 test: setup browser-deps
 	$(BIN)/python -m pytest

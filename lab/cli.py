@@ -1,4 +1,4 @@
-"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, words, evaluate, check, repair, panel.
+"""The ``lab`` command line: index, info, search, similar, judge, teach, terms, words, evaluate, check, repair, panel, report.
 
 Every command takes ``-c COLLECTION``; ``--json`` prints one JSON object
 instead of text, for scripts.
@@ -229,6 +229,20 @@ def _one_line(err: BaseException) -> str:
     return text if not isinstance(err, OSError) or err.strerror is None else f"{err.strerror}: {err.filename or ''}".rstrip(": ")
 
 
+def _cmd_report(args) -> int:
+    from .installed import require_extra
+    from .report import run_report
+
+    require_extra("report", "lab report")
+    command = "lab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else f"lab report -c {args.collection}"
+    run = run_report(args.collection, args.images, args.out, command=command, progress=not args.json)
+    if args.json:
+        _print_json({"index": str(run.index), "pages": [str(p) for p in run.pages], "seconds": run.seconds})
+    else:
+        print(f"report: {run.index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lab", description="Search collections of unlabeled images.")
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
@@ -298,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--cull-idle", type=float, default=600, metavar="SECONDS",
         help="shut down a page's kernel once no browser is connected and it has been idle this long (default 600; 0: never)",
     )
+
+    p = command("report", _cmd_report, "run the notebooks on a collection and render them, with their outputs, to HTML")
+    p.add_argument("--images", default=None, help="the image folder the collection indexes (its labels score the experiments)")
+    p.add_argument("--out", default="results/report", help="report folder (default results/report)")
     return parser
 
 
@@ -311,10 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     from .feedback import FeedbackError
     from .installed import MissingExtraError
     from .models import WeightsUnavailableError
+    from .report import NotebookFailed
 
     try:
         return args.func(args)
-    except (OSError, CollectionError, FeedbackError, WeightsUnavailableError, MissingExtraError, ValueError, IndexError, TypeError) as err:
+    except (OSError, CollectionError, FeedbackError, WeightsUnavailableError, MissingExtraError, NotebookFailed, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except sqlite3.Error as err:

@@ -684,6 +684,27 @@ class Collection:
 
         return import_words(self.feedback, self.info(), path)
 
+    def clusters(self, n: int | None = None, n_examples: int = 6, random_state: int = 0) -> pd.DataFrame:
+        """k-means clusters of the embeddings, named (see :mod:`lab.clusters`).
+
+        Parameters
+        ----------
+        n : int, optional
+            Number of clusters; default about sqrt(n_images / 2).
+        n_examples : int
+            Example rows per cluster, the most typical first.
+
+        Returns
+        -------
+        DataFrame
+            One row per cluster, largest first: cluster, size, name, source
+            ("wordnet" or "learned word"), confidence, wordnet_name, wnid,
+            n_classes, examples (row ids), words (learned words claiming the cluster).
+        """
+        from .clusters import name_clusters
+
+        return name_clusters(self, n, n_examples=n_examples, random_state=random_state)
+
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
     def _writer_lock(self, verify: bool = True):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["feedback_curves", "image_grid", "metric_chart", "save_figure", "top_class_captions"]
+__all__ = ["feedback_curves", "figure_sheet", "image_grid", "metric_chart", "save_figure", "top_class_captions"]
 
 # the original system's reported feedback result: P@20 = 0.75 after 6 rounds of judged pages
 ORIGINAL_ROUNDS, ORIGINAL_P_AT_20 = 6, 0.75
@@ -84,13 +84,35 @@ def feedback_curves(rounds: pd.DataFrame, value: str = "first_page_p@20", ax=Non
     return ax
 
 
-def save_figure(figure, folder, name: str) -> list[Path]:
-    """Save as PNG (150 dpi) and SVG into ``folder``; returns both paths."""
+def save_figure(figure, folder, name: str, formats=(".png", ".svg")) -> list[Path]:
+    """Save as PNG (150 dpi) and SVG into ``folder``; returns the paths.
+
+    ``formats=(".png",)`` for figures made of photos, where an SVG only wraps the same pixels.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, options in ((".png", {"dpi": 150}), (".svg", {})):
+        if suffix not in formats:
+            continue
         path = folder / f"{name}{suffix}"
         figure.savefig(path, bbox_inches="tight", **options)
         written.append(path)
     return written
+
+
+def figure_sheet(paths, titles=None, columns: int = 2, size: float = 7.0):
+    """Saved figures (PNG files) side by side on one sheet, each under its title; returns the figure."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    paths = [Path(p) for p in paths]
+    rows = max(1, -(-len(paths) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * size, rows * size * 0.75), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path, title in zip(axes.flat, paths, titles or [p.stem for p in paths]):
+        ax.imshow(Image.open(path))
+        ax.set_title(title, fontsize=11)
+    figure.tight_layout()
+    return figure

@@ -82,10 +82,12 @@ class Vocabulary:
     def __init__(self, data: dict, neighbours: dict | None = None):
         self._neighbours = neighbours or {}
         self.class_names = [c["name"] for c in data["classes"]]
+        self.class_wnids = [c["wnid"] for c in data["classes"]]  # WordNet ids of the ImageNet classes (lab.clusters climbs the is-a tree from them)
         self._words = data["words"]
         self._senses = data["senses"]
         self._plurals = data["plural_exceptions"]
         self._class_lemmas = [c["lemmas"] for c in data["classes"]]
+        self.hypernyms = data.get("hypernyms", {})
 
     def __contains__(self, word: str) -> bool:
         return self.base_form(normalize_term(word)) in self._words
@@ -142,6 +144,25 @@ class Vocabulary:
             return Resolution(term, "unknown")
         ordered = sorted(weights)
         return Resolution(term, kind, np.array(ordered, dtype=int), described, np.array([weights[c] for c in ordered], np.float32))
+
+    def synsets(self, query: str) -> list[str]:
+        """WordNet synset ids (``"n02084071"``) of the senses a query means; empty when unknown."""
+        term = self.base_form(normalize_term(query))
+        return [self._senses[i]["wnid"] for i in self._words.get(term, [])]
+
+    def ancestors(self, wnid: str) -> set[str]:
+        """A synset and everything above it in the is-a tree ("dog" -> canine, ..., entity)."""
+        found, frontier = set(), [wnid]
+        while frontier:
+            node = frontier.pop()
+            if node not in found:
+                found.add(node)
+                frontier.extend(self.hypernyms.get(node, {}).get("parents", []))
+        return found
+
+    def synset_name(self, wnid: str) -> str:
+        """The first lemma of a synset in the is-a tree ("n02084071" -> "dog")."""
+        return self.hypernyms[wnid]["name"]
 
     def similar_word_classes(self, term: str) -> list[tuple[int, float]]:
         """ImageNet classes whose names have word vectors like ``term``'s: (class, cosine), best first."""

