@@ -291,9 +291,7 @@ class FeedbackStore:
             problems = [p for p in feedback_problems(self.path) if not p.endswith(_UNREADABLE_COUNTS)]
             if problems:
                 raise self._damaged("; ".join(problems))
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
+            with self._opened() as db:
                 db.executescript(SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 (stored,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -303,12 +301,6 @@ class FeedbackStore:
                         "(the file is left as it is)"
                     )
                 _raise_counts(self.path, db)
-            except sqlite3.Error as err:
-                if _is_damage(err):
-                    raise self._damaged(str(err)) from None
-                raise
-            finally:
-                db.close()
         self._ready = True
 
     def _damaged(self, problem: str) -> FeedbackStoreError:
@@ -319,9 +311,8 @@ class FeedbackStore:
         )
 
     @contextlib.contextmanager
-    def _connect(self):
-        if not self._ready:
-            self._prepare()
+    def _opened(self):
+        """A connection (WAL, synced commits); SQLite errors that mean a damaged file become :class:`FeedbackStoreError`."""
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -334,6 +325,14 @@ class FeedbackStore:
             raise
         finally:
             db.close()
+
+    @contextlib.contextmanager
+    def _connect(self):
+        """A connection to the store, checked and created on first use."""
+        if not self._ready:
+            self._prepare()
+        with self._opened() as db:
+            yield db
 
     def _record_counts(self, db) -> None:
         with _locked(self.path):

@@ -85,10 +85,14 @@ def varied_copies(photo_folder: Path, folder: Path, n: int) -> list[Path]:
 @pytest.fixture(scope="session")
 def caltech101(tmp_path_factory) -> Path:
     """The shared Caltech-101 set, unpacked once; skipped where ../shared is absent."""
-    archive = SHARED_DATASETS / "caltech101.tar.gz"
+    return _unpacked("caltech101", tmp_path_factory.mktemp("caltech"))
+
+
+def _unpacked(name: str, target: Path) -> Path:
+    """A shared dataset unpacked into ``target``: its folder; the test is skipped where ../shared is absent."""
+    archive = SHARED_DATASETS / f"{name}.tar.gz"
     if not archive.exists():
         pytest.skip(f"shared dataset not found: {archive}")
-    target = tmp_path_factory.mktemp("caltech")
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
     return next(p for p in target.iterdir() if p.is_dir())
@@ -100,13 +104,8 @@ def flower_photos(tmp_path_factory):
     from lab import Collection
     from lab.datasets import read_labels
 
-    archive = SHARED_DATASETS / "flower_photos_600.tar.gz"
-    if not archive.exists():
-        pytest.skip(f"shared dataset not found: {archive}")
     target = tmp_path_factory.mktemp("flowers")
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
-    folder = next(p for p in target.iterdir() if p.is_dir())
+    folder = _unpacked("flower_photos_600", target)
     col = Collection.open(target / "flowers.lab", create=True)
     col.add(folder / "images", progress=False)
     return col, read_labels(folder).set_index("path")["label_name"], folder
