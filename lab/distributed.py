@@ -98,21 +98,42 @@ def _worker_backbone(model: str, runtime: str, n_threads: int):
     return backbone
 
 
-def _threads_per_task() -> int:
-    """This machine's cores shared among the task slots of the Dask workers on it."""
+def _threads_per_task(threads_by_worker: dict[str, int] | None = None) -> int:
+    """Network threads for a task on this worker: its machine's cores shared among the task slots there."""
     from .models.litert import default_threads
 
     try:
         from distributed import get_worker
 
-        slots = get_worker().state.nthreads
+        worker = get_worker()
+        if threads_by_worker and worker.address in threads_by_worker:
+            return threads_by_worker[worker.address]
+        slots = worker.state.nthreads
     except (ImportError, ValueError, AttributeError):
         slots = 1
     return max(1, default_threads() // max(1, slots))
 
 
-def extract_shard(root: str, model: str, runtime: str, checksum: str, paths: list[str], batch_size: int = 32, n_threads: int | None = None) -> dict:
+def _threads_by_worker(client) -> dict[str, int]:
+    """For each worker, its machine's cores divided by the task slots of all workers on that machine."""
+    from .models.litert import default_threads
+
+    cores = client.run(default_threads)
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    slots: dict[str, int] = {}
+    for info in workers.values():
+        slots[info["host"]] = slots.get(info["host"], 0) + info["nthreads"]
+    return {address: max(1, cores.get(address, 1) // max(1, slots[info["host"]])) for address, info in workers.items()}
+
+
+def extract_shard(
+    root: str, model: str, runtime: str, checksum: str, paths: list[str], batch_size: int = 32, threads_by_worker: dict[str, int] | None = None
+) -> dict:
     """Extract one shard of files into a new, unlisted chunk of the collection at ``root`` (runs on a worker).
+
+    ``threads_by_worker`` maps worker addresses to network threads (cores
+    shared among the workers of one machine); other workers use their
+    machine's cores divided by their own task slots.
 
     Returns
     -------
@@ -124,7 +145,7 @@ def extract_shard(root: str, model: str, runtime: str, checksum: str, paths: lis
     from .collection import _PendingChunk
     from .extraction import extract_batches
 
-    n_threads = n_threads or _threads_per_task()
+    n_threads = _threads_per_task(threads_by_worker)
     backbone = _worker_backbone(model, runtime, n_threads)
     if backbone.weights_checksum != checksum:
         raise ClusterError(
@@ -201,12 +222,13 @@ def extract_on_cluster(collection, client, files: list[Path], report, bar, runti
     dashboard = client.scheduler_info().get("services", {}).get("dashboard")
     if dashboard is not None and not bar.disable:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+    threads = _threads_by_worker(client)
     manifest = collection.info()
     shards = [[str(p) for p in files[i : i + chunk_size]] for i in range(0, len(files), chunk_size)]
     run = uuid.uuid4().hex[:8]
     futures = [
         client.submit(
-            extract_shard, str(collection.root), manifest["model"], runtime, manifest["weights_checksum"], shard, batch_size,
+            extract_shard, str(collection.root), manifest["model"], runtime, manifest["weights_checksum"], shard, batch_size, threads,
             key=f"lab-shard-{run}-{i}", pure=False,
         )
         for i, shard in enumerate(shards)

@@ -2,8 +2,10 @@
 
 The Keras model stays the reference (tests compare against it, notebooks can
 inspect its layers); extraction runs the converted network on the
-``ai-edge-litert`` interpreter, about twice as fast on a CPU (measured by
-``scripts/bench_extract.py``, see ``results/bench_extract_caltech101.md``).
+``ai-edge-litert`` interpreter: one single-threaded interpreter per core, each
+running its share of the batch one image per call, which was the fastest
+layout (about 2 x the Keras model on 2 cores; ``scripts/bench_extract.py``
+measures all layouts, see ``results/bench_extract_caltech101.md``).
 
 The conversion (``tf.lite.TFLiteConverter.from_keras_model``, float32, no
 quantisation) happens once per machine: the ``.tflite`` file is cached next to
@@ -149,7 +151,7 @@ class LiteRTBackbone(Backbone):
     model_path: Path = field(default=None)
     n_threads: int | None = None
     per_thread: bool = True
-    call_batch: int | None = None
+    call_batch: int | None = 1  # batch 1 per thread: fastest in results/bench_extract_caltech101.md
 
     runtime = "litert"
 
