@@ -7,6 +7,7 @@ instead of text, for scripts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -23,10 +24,14 @@ def _print_json(value) -> None:
 def _cmd_index(args) -> int:
     from .collection import Collection
 
-    col = Collection.open(args.collection, create=True, model=args.model)
-    report = col.add(
-        args.images, batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.json and not args.quiet
-    )
+    options = dict(batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.json and not args.quiet, runtime=args.runtime)
+    with contextlib.ExitStack() as stack:
+        if args.workers is not None or args.scheduler:  # reach the cluster before creating anything
+            from .distributed import cluster_client
+
+            options["client"] = stack.enter_context(cluster_client(n_workers=args.workers, scheduler=args.scheduler))
+        col = Collection.open(args.collection, create=True, model=args.model)
+        report = col.add(args.images, **options)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -261,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per network call (default 32)")
     p.add_argument("--chunk-size", type=int, default=512, help="images per committed chunk (default 512)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--runtime", default="litert", choices=["litert", "keras"], help="what runs the network (default litert)")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=None, metavar="N", help="extract on a local Dask cluster of N worker processes")
+    cluster.add_argument("--scheduler", default=None, metavar="ADDRESS", help="extract on an existing Dask cluster, e.g. tcp://host:8786")
 
     command("info", _cmd_info, "show a collection's model, size and schema")
 
@@ -328,12 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     from .collection import CollectionError
     from .feedback import FeedbackError
     from .installed import MissingExtraError
+    from .distributed import ClusterError
     from .models import WeightsUnavailableError
     from .report import NotebookFailed
 
     try:
         return args.func(args)
-    except (OSError, CollectionError, FeedbackError, WeightsUnavailableError, MissingExtraError, NotebookFailed, ValueError, IndexError, TypeError) as err:
+    except (OSError, CollectionError, FeedbackError, WeightsUnavailableError, MissingExtraError, NotebookFailed, ClusterError, ValueError, IndexError, TypeError) as err:
         print(f"lab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except sqlite3.Error as err:

@@ -246,19 +246,23 @@ class Collection:
 
     @property
     def backbone(self):
-        """The loaded backbone (loaded on first use), checked against the manifest's weights."""
+        """The loaded backbone (loaded on first use, default runtime), checked against the manifest's weights."""
         if self._backbone is None:
-            from .models import load_model
-
-            backbone = load_model(self.model_name)
-            if backbone.weights_checksum != self._manifest["weights_checksum"]:
-                raise CollectionError(
-                    f"the installed weights of '{self.model_name}' differ from those this collection was built with "
-                    f"(checksum {backbone.weights_checksum[:12]} vs {self._manifest['weights_checksum'][:12]}); "
-                    "re-index into a new collection"
-                )
-            self._backbone = backbone
+            self._backbone = self.load_backbone()
         return self._backbone
+
+    def load_backbone(self, runtime: str | None = None):
+        """This collection's backbone on ``runtime`` ("litert" or "keras", default litert), checked against the manifest's weights."""
+        from .models import DEFAULT_RUNTIME, load_model
+
+        backbone = load_model(self.model_name, runtime=runtime or DEFAULT_RUNTIME)
+        if backbone.weights_checksum != self._manifest["weights_checksum"]:
+            raise CollectionError(
+                f"the installed weights of '{self.model_name}' differ from those this collection was built with "
+                f"(checksum {backbone.weights_checksum[:12]} vs {self._manifest['weights_checksum'][:12]}); "
+                "re-index into a new collection"
+            )
+        return backbone
 
     def _chunks(self) -> list[Chunk]:
         return [Chunk(self.root / "chunks" / c["name"], c["rows"], c.get("checksums")) for c in self._manifest["chunks"]]
@@ -738,6 +742,8 @@ class Collection:
         chunk_size: int = 512,
         n_jobs: int | None = None,
         progress: bool = True,
+        runtime: str | None = None,
+        client=None,
     ) -> IndexReport:
         """Index image files and folders (recursively) into the collection.
 
@@ -747,7 +753,7 @@ class Collection:
         (unknown extension, symlink loop, dangling symlink, FIFO or device,
         unreadable folder; see :func:`lab.image_decoding.scan_images`) are
         listed in the report's ``skipped``. Memory stays bounded whatever
-        ``n_workers`` is: decodes share one budget
+        ``n_jobs`` is: decodes share one budget
         (:data:`lab.image_decoding.DECODE_MEMORY_BYTES`, 1 GiB).
 
         Parameters
@@ -762,6 +768,13 @@ class Collection:
             Decoding threads (default: number of CPU cores).
         progress : bool
             Show a progress bar with images per second.
+        runtime : {"litert", "keras"}, optional
+            What runs the network (default litert; see :func:`lab.models.load_model`).
+        client : dask.distributed.Client, optional
+            Extract on this Dask cluster instead of in this process: one task
+            per chunk of ``chunk_size`` files, committed here as each finishes
+            (see :mod:`lab.distributed`). Workers must see the images and the
+            collection at the same paths.
 
         Returns
         -------
@@ -809,23 +822,28 @@ class Collection:
                 self._add_reused(to_reuse)
                 report.added += len(to_reuse)
                 report.reused = len(to_reuse)
-            pending = _PendingChunk()
             bar = tqdm(total=len(to_extract), unit="img", desc="indexing", disable=not progress or not to_extract)
             known_hashes = {path: sha for path, sha in zip(to_check, hashes) if sha is not None}  # each file hashed once
-            for batch in extract_batches(to_extract, self.backbone, batch_size=batch_size, n_jobs=n_jobs, sha256=known_hashes):
-                report.failed += [{"path": str(r.path), "reason": r.error} for r in batch.failures]
-                finite = _finite_rows(batch)
-                report.failed += [
-                    {"path": str(r.path), "reason": "the network gave NaN or infinite features; not stored"}
-                    for r, ok in zip(batch.images, finite)
-                    if not ok
-                ]
-                pending.extend(batch, finite)
-                while len(pending) >= chunk_size:
-                    self._append_chunk(*pending.take(chunk_size))
-                bar.update(len(batch.images) + len(batch.failures))
-            if len(pending):
-                self._append_chunk(*pending.take(len(pending)))
+            if client is not None and to_extract:
+                from .distributed import extract_on_cluster
+
+                extract_on_cluster(self, client, to_extract, report, bar, runtime=runtime, batch_size=batch_size, chunk_size=chunk_size)
+            elif to_extract:
+                pending = _PendingChunk()
+                for batch in extract_batches(to_extract, self.load_backbone(runtime), batch_size=batch_size, n_jobs=n_jobs, sha256=known_hashes):
+                    report.failed += [{"path": str(r.path), "reason": r.error} for r in batch.failures]
+                    finite = _finite_rows(batch)
+                    report.failed += [
+                        {"path": str(r.path), "reason": "the network gave NaN or infinite features; not stored"}
+                        for r, ok in zip(batch.images, finite)
+                        if not ok
+                    ]
+                    pending.extend(batch, finite)
+                    while len(pending) >= chunk_size:
+                        self._append_chunk(*pending.take(chunk_size))
+                    bar.update(len(batch.images) + len(batch.failures))
+                if len(pending):
+                    self._append_chunk(*pending.take(len(pending)))
             bar.close()
             report.added += len(to_extract) - len(report.failed)
             self._compact(n_before)
@@ -875,6 +893,15 @@ class Collection:
     def _append_chunk(self, images: pd.DataFrame, embeddings: np.ndarray, probabilities: np.ndarray) -> None:
         chunk = write_chunk(self.root, images, embeddings, probabilities)
         self._list_chunks(self._manifest["chunks"] + [chunk.entry()])
+
+    def _commit_chunk(self, entry: dict) -> None:
+        """List a chunk written elsewhere (a Dask worker) into ``chunks/``, once; ``entry`` is its manifest entry (name, rows, checksums)."""
+        name = entry["name"]
+        if any(c["name"] == name for c in self._manifest["chunks"]):
+            return
+        if not (self.root / "chunks" / name / "images.csv").exists():
+            raise CollectionError(f"chunk {name} was written by a worker but is not in {self.root / 'chunks'}: workers must share this folder")
+        self._list_chunks(self._manifest["chunks"] + [dict(entry)])
 
     def _add_reused(self, items: list[tuple[Path, int]]) -> None:
         rows = self._all_rows()

@@ -15,13 +15,13 @@ import pandas as pd
 
 from .extraction import extract_batches
 from .image_decoding import find_images
-from .models import load_model
+from .models import DEFAULT_MODEL, DEFAULT_RUNTIME, load_model
 from .vectors import LAYERS, N_CLASSES, layer_array
 
 __all__ = ["compute_neighbors", "export_features", "export_features_cli", "load_features"]
 
 
-def export_features(image_path, output_path, layer: str, model: str | None = None, batch_size: int = 32) -> dict:
+def export_features(image_path, output_path, layer: str, model: str | None = None, batch_size: int = 32, runtime: str = DEFAULT_RUNTIME) -> dict:
     """Extract one layer for every image under ``image_path`` into ``output_path``.
 
     Parameters
@@ -35,6 +35,10 @@ def export_features(image_path, output_path, layer: str, model: str | None = Non
         the embedding before the classifier.
     model : str, optional
         Backbone name; default ``efficientnet-lite0``.
+    batch_size : int
+        Images per network call.
+    runtime : {"litert", "keras"}
+        What runs the network (see :func:`lab.models.load_model`).
 
     Returns
     -------
@@ -45,7 +49,7 @@ def export_features(image_path, output_path, layer: str, model: str | None = Non
         raise ValueError(f"layer must be 'output' or 'transfer', got {layer!r}")
     from tqdm.auto import tqdm
 
-    backbone = load_model(model) if model else load_model()
+    backbone = load_model(model or DEFAULT_MODEL, runtime=runtime)
     files = find_images(image_path)
     names, rows, failed = [], [], []
     with tqdm(total=len(files), unit="img", desc=f"{layer} layer") as bar:
@@ -117,8 +121,9 @@ def export_features_cli(layer: str, description: str) -> None:
     parser.add_argument("image_path", help="an image file or a folder of images")
     parser.add_argument("output_path", help="output folder")
     parser.add_argument("--model", default=None, help="backbone (default efficientnet-lite0)")
+    parser.add_argument("--runtime", default="litert", choices=["litert", "keras"], help="what runs the network (default litert)")
     args = parser.parse_args()
-    result = export_features(args.image_path, args.output_path, layer=layer, model=args.model)
+    result = export_features(args.image_path, args.output_path, layer=layer, model=args.model, runtime=args.runtime)
     for item in result["failed"]:
         print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
     print(f"wrote {result['written']} row{'s' if result['written'] != 1 else ''} to {result['array']}")

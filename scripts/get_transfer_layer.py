@@ -1,6 +1,6 @@
 """The original system's transfer-layer script: one embedding per image.
 
-    python scripts/get_transfer_layer.py image_path output_path [--model NAME]
+    python scripts/get_transfer_layer.py image_path output_path [--model NAME] [--runtime {litert,keras}]
 
 Writes ``output_path/embeddings.npy`` (n, d) and ``image_names.csv``. The
 default model is efficientnet-lite0 (d = 1280); ``--model inception-v3`` gives

@@ -49,11 +49,13 @@ def test_outputs_have_documented_shapes_and_probabilities_sum_to_one(lite0, imag
     assert (embeddings >= 0).all()  # ReLU6 features, average-pooled
 
 
+@pytest.mark.parametrize("runtime", ["keras", "litert"])
 @pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"])
-def test_keras_port_matches_the_pytorch_reference_logits(name, images):
+def test_keras_port_and_its_litert_conversion_match_the_pytorch_reference_logits(name, runtime, images):
     reference = np.load(REFERENCE, allow_pickle=False)
     assert list(reference["image_names"]) == list(images)
-    backbone = load_model(name)
+    backbone = load_model(name, runtime=runtime)
+    assert backbone.runtime == runtime
     batch = np.stack([backbone.preprocess(image) for image in images.values()])
     np.testing.assert_allclose(backbone.logits(batch), reference[name], atol=1e-4, rtol=0)
 
@@ -62,6 +64,44 @@ def test_converted_weights_are_cached_and_reused(lite0, _isolated_lab_home):
     cached = list((_isolated_lab_home / "weights").glob("efficientnet-lite0-*.weights.h5"))
     assert len(cached) == 1
     assert lite0.weights_checksum.startswith(cached[0].name.split("-")[2][:16])
+    converted = list((_isolated_lab_home / "weights").glob("efficientnet-lite0-*.tflite"))
+    assert [p.name for p in converted] == [cached[0].name.replace(".weights.h5", ".tflite")]
+    assert not list((_isolated_lab_home / "weights").glob(".*partial"))  # written atomically
+
+
+def test_litert_and_keras_runtimes_agree_on_real_photos(lite0, photo_folder):
+    """The default runtime (LiteRT) gives the reference Keras outputs to 1e-4, one batch or one image at a time."""
+    from lab.image_decoding import decode_image, find_images
+
+    keras_backbone = load_model("efficientnet-lite0", runtime="keras")
+    assert lite0.runtime == "litert" and keras_backbone.runtime == "keras"
+    batch = np.stack([lite0.preprocess(decode_image(path, lite0.image_size)) for path in find_images(photo_folder)])
+    assert len(batch) >= 20
+    embeddings, probabilities = lite0.predict(batch)
+    reference_embeddings, reference_probabilities = keras_backbone.predict(batch)
+    np.testing.assert_allclose(embeddings, reference_embeddings, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(probabilities, reference_probabilities, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(lite0.logits(batch), keras_backbone.logits(batch), atol=1e-4, rtol=0)
+    one_by_one = np.concatenate([lite0.predict(image[None])[0] for image in batch[:3]])
+    np.testing.assert_allclose(one_by_one, embeddings[:3], atol=1e-5, rtol=0)
+
+
+def test_litert_runner_layouts_give_the_same_outputs(lite0, images):
+    """One batched call, and single-threaded interpreters per thread with slices or batches of one."""
+    from lab.models.litert import LiteRTRunner
+
+    batch = np.stack([lite0.preprocess(image) for image in images.values()]).astype(np.float32)
+    expected = lite0._forward(batch)
+    for options in ({"per_thread": False}, {"per_thread": True, "n_threads": 2}, {"per_thread": True, "n_threads": 3, "call_batch": 1}):
+        got = LiteRTRunner(lite0.model_path, 1280, **options)(batch)
+        for a, b in zip(got, expected):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_unknown_runtime_lists_the_choices():
+    with pytest.raises(ValueError, match="litert, keras"):
+        load_model("efficientnet-lite0", runtime="onnx")
 
 
 def test_predict_rejects_wrong_input_shape(lite0):

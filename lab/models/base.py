@@ -72,6 +72,7 @@ class Backbone:
     network: object = field(repr=False)
     outputs_probabilities: bool = False  # True when the network ends in a softmax
     crop_fraction: float = 0.875
+    runtime = "keras"  # what runs predict (class attribute; see lab.models.litert)
 
     def __post_init__(self):
         import tensorflow as tf
