@@ -41,10 +41,11 @@ class ClusterError(RuntimeError):
 
 
 def _import_distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise ClusterError('indexing on several processes or machines needs Dask: pip install "dask[distributed]"') from None
+    from .installed import require_extra
+
+    require_extra("dask", "indexing on several processes or machines")  # one line naming the install
+    import distributed
+
     return distributed
 
 
