@@ -21,7 +21,6 @@ NaN or infinite features are refused before anything is written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .hashing import file_sha256
 
 __all__ = [
     "CHUNK_FILES",
@@ -81,15 +82,6 @@ class Chunk:
 
     def images(self) -> pd.DataFrame:
         return pd.read_csv(self.folder / "images.csv", dtype=_IMAGE_DTYPES, keep_default_na=False, **_PATH_ENCODING_READ)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def npy_layout(path: Path) -> tuple[tuple, np.dtype, bool, int]:

@@ -399,7 +399,7 @@ class PanelServer:
 
     def __init__(self, process: subprocess.Popen, url: str, folder: Path):
         self.process, self.url, self.folder = process, url, folder
-        self._seen: dict[int, "psutil.Process"] = {}
+        self._seen: dict = {}  # pid -> psutil.Process of every process seen in the tree
 
     @property
     def pid(self) -> int:

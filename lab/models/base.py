@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..hashing import file_sha256  # noqa: F401  (re-exported: lab.models.file_sha256)
+
 from ..vectors import N_CLASSES
 
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights for a model are not on this machine and cannot be fetched."""
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def center_crop(image: Image.Image, size: int, crop_fraction: float = 0.875) -> np.ndarray:
