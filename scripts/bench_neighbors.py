@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
 from lab.neighbors import NeighborIndex  # noqa: E402
-from lab.vectors import unit_rows  # noqa: E402
 
 K = 10
 
@@ -86,24 +85,17 @@ def main() -> None:
             rows.append((metric, f"lab NeighborIndex ({ivf.algorithm_}, {ivf._index.nlist} lists)", f"nprobe={n_probe}", ms, recall(found, truth), build))
             print(rows[-1], flush=True)
 
-        if metric == "manhattan":
-            continue  # faiss HNSW and annoy have no L1 graph worth comparing (annoy's 'manhattan' below)
-        vectors = unit_rows(data) if metric == "cosine" else np.ascontiguousarray(data)
-        prepared = unit_rows(queries) if metric == "cosine" else np.ascontiguousarray(queries)
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         start = time.perf_counter()
         faiss.omp_set_num_threads(2)
-        hnsw = faiss.IndexHNSWFlat(d, 32, faiss_metric)
-        hnsw.hnsw.efConstruction = 80
-        hnsw.add(vectors)
+        hnsw = NeighborIndex(metric=metric, algorithm="hnsw").fit(data)  # faiss IndexHNSWFlat, M=32
         faiss.omp_set_num_threads(1)
         build = time.perf_counter() - start
         for ef in (32, 64, 128, 256):
-            hnsw.hnsw.efSearch = ef
-            ms, found = per_query_ms(lambda q: hnsw.search(q, K)[1], prepared)
-            rows.append((metric, "faiss IndexHNSWFlat (M=32)", f"efSearch={ef}", ms, recall(found, truth), build))
+            hnsw._index.hnsw.efSearch = ef
+            ms, found = per_query_ms(lambda q: hnsw.kneighbors(q, K)[1], queries)
+            rows.append((metric, "lab NeighborIndex (hnsw: faiss IndexHNSWFlat, M=32)", f"efSearch={ef}", ms, recall(found, truth), build))
             print(rows[-1], flush=True)
-        del hnsw
+        del hnsw, ivf
 
     try:
         from annoy import AnnoyIndex
