@@ -187,7 +187,7 @@ def test_hnsw_index_recall_and_exact_distances(metric):
     vectors = centers[rng.integers(0, 50, 20_000)] + 0.3 * rng.normal(size=(20_000, 64)).astype(np.float32)
     queries = vectors[rng.choice(20_000, 200, replace=False)] + 0.05
     exact = NeighborIndex(metric, algorithm="exact").fit(vectors).kneighbors(queries, 10)[1]
-    index = NeighborIndex(metric, algorithm="hnsw").fit(vectors)
+    index = NeighborIndex(metric, exact_threshold=1_000).fit(vectors)  # auto: HNSW between the thresholds
     distances, approx = index.kneighbors(queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert index.algorithm_ == "hnsw" and recall >= 0.99
