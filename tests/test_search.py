@@ -180,6 +180,23 @@ def test_approximate_index_recall_against_exact():
     assert approx_index.algorithm_ == "ivf" and recall >= 0.99
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "manhattan"])
+def test_hnsw_index_recall_and_exact_distances(metric):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(50, 64)).astype(np.float32)
+    vectors = centers[rng.integers(0, 50, 20_000)] + 0.3 * rng.normal(size=(20_000, 64)).astype(np.float32)
+    queries = vectors[rng.choice(20_000, 200, replace=False)] + 0.05
+    exact = NeighborIndex(metric, algorithm="exact").fit(vectors).kneighbors(queries, 10)[1]
+    index = NeighborIndex(metric, exact_threshold=1_000).fit(vectors)  # auto: HNSW between the thresholds
+    distances, approx = index.kneighbors(queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+    assert index.algorithm_ == "hnsw" and recall >= 0.99
+    from sklearn.metrics import pairwise_distances
+
+    expected = pairwise_distances(queries[:5], vectors, metric=metric)
+    np.testing.assert_allclose(distances[:5], np.take_along_axis(expected, approx[:5], axis=1), rtol=1e-3, atol=1e-3)
+
+
 def test_bad_input_to_similar(col, tmp_path):
     with pytest.raises(FileNotFoundError):
         col.similar(tmp_path / "nope.jpg")
