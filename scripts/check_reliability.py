@@ -926,7 +926,8 @@ def panel_uploads(ctx):
         deadline = time.time() + 40
         while time.time() < deadline:
             status = page.locator(".lab-status").inner_text()
-            if serial(page) != before or (path.name in status and "MB" in status) or "error" in status.lower():
+            busy = status.rstrip().endswith("...")  # the panel's busy line; the page may update before it is replaced
+            if (serial(page) != before and not busy) or (path.name in status and "MB" in status) or "error" in status.lower():
                 return status
             time.sleep(0.5)
         return f"nothing happened in 40 s (status '{page.locator('.lab-status').inner_text()}')"
