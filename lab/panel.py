@@ -391,6 +391,16 @@ def _check_port_free(ip: str, port: int) -> None:
             raise OSError(err.errno, f"cannot serve on {ip}:{port} ({err.strerror}); choose another --port") from None
 
 
+def _alive(process) -> bool:
+    """Whether a psutil process still runs (a zombie, or one gone meanwhile, does not)."""
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 class PanelServer:
     """A running ``lab panel``: the Voila process, its URL, and a :meth:`stop` that leaves nothing behind.
 
@@ -414,7 +424,7 @@ class PanelServer:
                 self._seen.setdefault(child.pid, child)
         except psutil.NoSuchProcess:
             pass
-        return [p for p in self._seen.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        return [p for p in self._seen.values() if _alive(p)]
 
     def wait(self, poll_seconds: float = 1.0) -> int:
         """Wait for Voila to exit (noting its kernels meanwhile); returns its exit status."""

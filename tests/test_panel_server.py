@@ -54,7 +54,15 @@ def family(pid):
 
 
 def kernels(process):
-    return [p for p in family(process.pid) if "ipykernel" in " ".join(p.cmdline())]
+    """The kernels still running under the server (a culled kernel may linger a moment as a zombie: not counted)."""
+    running = []
+    for p in family(process.pid):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(p.cmdline()):
+                running.append(p)
+        except psutil.Error:  # gone, or a zombie, between listing and reading it
+            continue
+    return running
 
 
 def port_open(port):
