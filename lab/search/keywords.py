@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..feedback import FeedbackStore
 from ..term_model import TermClassifier
-from ..validation import has_letters
+from ..validation import check_word, has_letters
 from ..vectors import unit_rows
 from ..vocabulary import Resolution, Vocabulary, normalize_term
 from .config import SearchConfig
@@ -36,13 +36,13 @@ MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation, for no
 
 
 def resolve_word(word: str, vocabulary: Vocabulary) -> Resolution:
-    """What the vocabulary knows about a query word; a clear error for one with no letters."""
-    if not isinstance(word, str):
-        raise TypeError(f"a query must be a string, got {type(word).__name__}")
-    term = normalize_term(word)
-    if not term:
-        raise ValueError("the query is empty: type a word such as 'dog' or 'beach'")
-    if not has_letters(term):  # a word in any script: "dog", "猫", "собака"
+    """What the vocabulary knows about a query word (in any script); a clear error for one with no letters.
+
+    The word is checked by :func:`lab.validation.check_word`, the same check the
+    :class:`lab.Collection` methods make where a query enters.
+    """
+    term = normalize_term(check_word(word))
+    if not has_letters(term):  # what normalising leaves must still be a word
         raise ValueError(f"the query {word!r} has no letters: type a word such as 'dog' or 'beach'")
     return vocabulary.resolve(term)
 
