@@ -582,18 +582,23 @@ class Collection:
         relevant = check_relevant(relevant)
         if isinstance(image, (list, tuple)):
             return self._judge_many(word, check_images(image), relevant, user)
-        search = self._search()
-        search.resolve_term(word)  # a bad word is refused before the image is looked up
-        row, path = self._image_in_collection(image)
-        return search.judge(word, row, relevant, user, path=display_path(path))
+        return self._judge_many(word, [image], relevant, user)[0]
 
     def _judge_many(self, word: str, images: list, relevant: bool, user: str | None) -> list[int]:
-        """Judge several images at once: every image is checked first, then all are written in one transaction."""
-        term = self._search().resolve_term(word).term
+        """Judge images: every image is checked first, then all are written in one transaction."""
+        self.refresh()  # rows as other processes last committed them
+        term = self._term(word)  # a bad word is refused before any image is looked up
         rows = [self._image_in_collection(image) for image in images]
         sha = self.images["sha256"].to_numpy()
         items = [(term, sha[row], display_path(path), relevant, user, np.asarray(self.embeddings[row], np.float32)) for row, path in rows]
         return self.feedback.add_judgments(items)
+
+    def _term(self, word: str) -> str:
+        """The vocabulary's term for a query word (:func:`lab.search.keywords.resolve_word`); needs no arrays."""
+        from .search.keywords import resolve_word
+        from .vocabulary import load_vocabulary
+
+        return resolve_word(word, load_vocabulary()).term
 
     def teach(self, word: str, image, user: str | None = None) -> int:
         """Give an example image of ``word`` (an inverse image query).
@@ -603,18 +608,14 @@ class Collection:
         Returns the example's id.
         """
         word, image = check_word(word, "word"), check_image(image)
-        search = self._search()
-        search.resolve_term(word)  # a bad word is refused before the image is read
+        self._term(word)  # a bad word is refused before the image is read
         found = self._query_image(image)
         found.source = display_path(found.source)
-        return search.teach(word, found, user)
+        return self._search().teach(word, found, user)
 
     def judgments(self, word: str | None = None) -> pd.DataFrame:
         """Every judgment (of one word, if given): id, term, sha256, path, relevant, user, created."""
-        from .search.keywords import resolve_word
-        from .vocabulary import load_vocabulary
-
-        return self.feedback.judgments(None if word is None else resolve_word(word, load_vocabulary()).term)
+        return self.feedback.judgments(None if word is None else self._term(word))
 
     def terms(self) -> pd.DataFrame:
         """Words with feedback, with counts: judgments, relevant, not_relevant, examples, users, last_change."""
@@ -667,8 +668,7 @@ class Collection:
         """
         from .word_transfer import export_words
 
-        search = self._search()
-        terms = None if words is None else [search.resolve_term(word).term for word in ([words] if isinstance(words, str) else words)]
+        terms = None if words is None else [self._term(word) for word in ([words] if isinstance(words, str) else words)]
         return export_words(self.feedback, self.info(), path, terms)
 
     def import_words(self, path: str | os.PathLike):
