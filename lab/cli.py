@@ -21,6 +21,14 @@ def _print_json(value) -> None:
     sys.stdout.write("\n")
 
 
+def _print_report(report, args) -> None:
+    """A command's report object: its ``to_dict()`` as JSON with ``--json``, else its text."""
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+
+
 def _cmd_index(args) -> int:
     from .collection import Collection
 
@@ -32,10 +40,7 @@ def _cmd_index(args) -> int:
             options["client"] = stack.enter_context(cluster_client(n_workers=args.workers, scheduler=args.scheduler))
         col = Collection.open(args.collection, create=True, model=args.model)
         report = col.add(args.images, **options)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        print(report)
+    _print_report(report, args)
     return 0
 
 
@@ -150,10 +155,7 @@ def _cmd_check(args) -> int:
     from .collection import Collection
 
     report = Collection.open(args.collection, verify=False).check()
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        print(report)
+    _print_report(report, args)
     return 0 if report.ok else 1
 
 
@@ -161,10 +163,7 @@ def _cmd_repair(args) -> int:
     from .collection import Collection
 
     report = Collection.open(args.collection, verify=False).repair(progress=not args.json)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        print(report)
+    _print_report(report, args)
     return 0
 
 
@@ -189,10 +188,7 @@ def _cmd_words_import(args) -> int:
     from .collection import Collection
 
     report = Collection.open(args.collection).import_words(args.file)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        print(report)
+    _print_report(report, args)
     return 0
 
 
