@@ -83,5 +83,7 @@ class SearchSession:
         flags = [bool(relevant)] * len(rows) if isinstance(relevant, (bool, np.bool_)) else [bool(flag) for flag in relevant]
         if len(flags) != len(rows):
             raise ValueError(f"got {len(rows)} rows but {len(flags)} relevance values")
-        for row, flag in zip(rows, flags):
-            self.collection.judge(self.word, row, relevant=flag, user=self.user)
+        for flag in (True, False):  # one transaction for each answer (rows of a page are distinct images)
+            chosen = [row for row, given in zip(rows, flags) if given is flag]
+            if chosen:
+                self.collection.judge(self.word, chosen, relevant=flag, user=self.user)
