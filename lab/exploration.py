@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .vectors import unit_rows
+from .vectors import read_rows, unit_rows
 
 __all__ = ["Explorer"]
 
@@ -105,7 +105,7 @@ class Explorer:
         n_clusters = len(self.centroids_)
         sizes = np.bincount(self.cluster_, minlength=n_clusters)
         if class_probabilities is not None and len(points):
-            top_probability = np.asarray(class_probabilities[self.pool_], np.float64).max(axis=1)
+            top_probability = read_rows(class_probabilities, self.pool_).max(axis=1).astype(np.float64)
             doubt = np.bincount(self.cluster_, weights=1.0 - top_probability, minlength=n_clusters)
             doubt = doubt / np.maximum(sizes, 1)
         else:

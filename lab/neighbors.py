@@ -8,11 +8,14 @@ Exact search uses faiss's flat indexes (SIMD brute force); above
 ``exact_threshold`` rows an inverted-file index (IVF) is trained instead,
 with ``n_probe`` chosen so that recall@10 against exact search stays above
 0.99 (measured in ``scripts/bench_search.py``). Above ``compress_threshold``
-rows the IVF lists hold 4-bit scalar-quantised vectors (an eighth of the
-memory) and only propose candidates: the best ``rerank`` x k of them are
+rows the IVF lists hold product-quantised codes (``pq_bytes`` bytes a row
+instead of 4 a dimension: 64 bytes for a 1280-d embedding, an eightieth of
+float32) and only propose candidates: the best ``rerank`` x k of them are
 re-ranked with exact distances read from the original (memory-mapped) rows,
-so the distances returned are always exact. Vectors are added in chunks, so
-a float16 memory map of any size is indexed without a float32 copy of it.
+so the distances returned are always exact. Vectors are added in blocks and
+the pages of a memory map released after each (:func:`lab.vectors.row_blocks`),
+so a float16 memory map of any size is indexed without a float32 copy of it
+and without staying resident.
 Between ``exact_threshold`` and ``compress_threshold`` rows ``auto`` builds a
 faiss HNSW graph (``IndexHNSWFlat``, also ``algorithm="hnsw"``): on 68,644 real
 embeddings it gives cosine recall@10 0.998 at 0.60 ms per query where IVF
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .vectors import unit_rows
+from .vectors import read_rows, release_pages, row_blocks, unit_rows
 
 __all__ = ["METRICS", "NeighborIndex"]
 
@@ -53,17 +56,29 @@ class NeighborIndex:
         IVF cells; default ``4 * sqrt(n)``.
     n_probe : int, optional
         Cells visited per query; default ``max(16, n_lists // 8)``.
+    compress_threshold : int
+        Rows above which ``auto`` builds a compressed IVF index (PQ codes).
+    rerank : int
+        A compressed index proposes ``rerank`` x k candidates (at least 100),
+        re-ranked with exact distances.
+    pq_bytes : int
+        Bytes of a product-quantised code: the largest divisor of the
+        dimension up to this many sub-quantisers of 8 bits.
     hnsw_m : int
         Links per node of the HNSW graph.
+    hnsw_candidates : int
+        Manhattan distances have no fast HNSW search of their own: the
+        euclidean graph proposes ``hnsw_candidates`` x k rows (at least 40),
+        re-ranked with exact L1 distances from the graph's own vectors.
     ef_search : int, optional
-        Candidates the HNSW search keeps (recall against speed); default 128,
-        256 for manhattan (recall@10 >= 0.99 on real embeddings, see above).
+        Candidates the HNSW search keeps (recall against speed); default 128
+        (recall@10 >= 0.99 on real embeddings, see above).
 
     Attributes
     ----------
     n_samples_fit_ : int
     algorithm_ : str
-        ``"exact"``, ``"ivf"``, ``"ivf-sq4"`` or ``"hnsw"``, what ``fit`` built.
+        ``"exact"``, ``"ivf"``, ``"ivf-pq"`` or ``"hnsw"``, what ``fit`` built.
     """
 
     def __init__(
@@ -75,7 +90,9 @@ class NeighborIndex:
         n_probe: int | None = None,
         compress_threshold: int = 200_000,
         rerank: int = 40,
+        pq_bytes: int = 64,
         hnsw_m: int = 32,
+        hnsw_candidates: int = 8,
         ef_search: int | None = None,
     ):
         self.metric = metric
@@ -85,7 +102,9 @@ class NeighborIndex:
         self.n_probe = n_probe
         self.compress_threshold = compress_threshold
         self.rerank = rerank
+        self.pq_bytes = pq_bytes
         self.hnsw_m = hnsw_m
+        self.hnsw_candidates = hnsw_candidates
         self.ef_search = ef_search
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
@@ -106,8 +125,9 @@ class NeighborIndex:
         use_hnsw = self.algorithm == "hnsw" or (self.algorithm == "auto" and self.exact_threshold < n <= self.compress_threshold)
         use_ivf = self.algorithm == "ivf" or (self.algorithm == "auto" and n > self.compress_threshold)
         compressed = use_ivf and n > self.compress_threshold
-        if compressed:
-            # scalar quantisation has no L1 scanner: manhattan candidates come from L2, re-ranked exactly
+        if compressed or (use_hnsw and self.metric == "manhattan"):
+            # product quantisation has no L1 scanner and an L1 graph is slow to search: manhattan
+            # candidates come from L2, re-ranked exactly
             faiss_metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
         if use_ivf:
             # 4 sqrt(n) cells, at least 39 training points per cell (faiss's k-means minimum),
@@ -115,33 +135,63 @@ class NeighborIndex:
             n_lists = self.n_lists or max(1, min(int(4 * np.sqrt(n)), n // 39, 1024))
             quantizer = faiss.IndexFlat(d, faiss_metric)
             if compressed:
-                index = faiss.IndexIVFScalarQuantizer(quantizer, d, n_lists, faiss.ScalarQuantizer.QT_4bit, faiss_metric)
+                n_codes = max(m for m in range(1, min(self.pq_bytes, d) + 1) if d % m == 0)
+                index = faiss.IndexIVFPQ(quantizer, d, n_lists, n_codes, 8, faiss_metric)
             else:
                 index = faiss.IndexIVFFlat(quantizer, d, n_lists, faiss_metric)
             rng = np.random.default_rng(0)
             sample = np.sort(rng.choice(n, size=min(n, 50 * n_lists), replace=False))
             index.train(self._prepare(vectors[sample]))
+            release_pages(vectors)
             index.nprobe = self.n_probe or max(16, n_lists // 8)
             self._quantizer = quantizer  # faiss does not own it from Python
         elif use_hnsw:
             index = faiss.IndexHNSWFlat(d, int(self.hnsw_m), faiss_metric)
             index.hnsw.efConstruction = 80
-            index.hnsw.efSearch = int(self.ef_search or (256 if self.metric == "manhattan" else 128))
+            index.hnsw.efSearch = int(self.ef_search or 128)
         else:
             index = faiss.IndexFlat(d, faiss_metric)
-        for start in range(0, n, 50_000):
-            index.add(self._prepare(vectors[start : start + 50_000]))
+        for _, block in row_blocks(vectors, 50_000):
+            index.add(self._prepare(block))
         self._index = index
-        self._source = vectors if compressed else None
         self.n_samples_fit_, self.n_features_in_ = n, d
-        self.algorithm_ = ("ivf-sq4" if compressed else "ivf") if use_ivf else ("hnsw" if use_hnsw else "exact")
+        self.algorithm_ = ("ivf-pq" if compressed else "ivf") if use_ivf else ("hnsw" if use_hnsw else "exact")
+        if compressed:
+            self._source = vectors
+        elif use_hnsw:  # the graph's own float32 vectors, for exact re-ranking (no copy)
+            self._source = faiss.rev_swig_ptr(faiss.downcast_index(index.storage).get_xb(), n * d).reshape(n, d)
+        else:
+            self._source = None
         return self
+
+    def _n_candidates(self, k: int) -> int:
+        """Rows to propose for an exact re-ranking of ``k``, or 0 when the index's own distances are exact."""
+        if self.algorithm_ == "ivf-pq":
+            return min(self.n_samples_fit_, max(self.rerank * k, 100))
+        if self.algorithm_ == "hnsw" and self.metric == "manhattan":
+            return min(self.n_samples_fit_, max(self.hnsw_candidates * k, 40))
+        return 0
+
+    def with_metric(self, metric: str) -> "NeighborIndex | None":
+        """This index answering ``metric`` too (euclidean <-> manhattan, sharing one L2 index), or None when it cannot.
+
+        An HNSW graph or compressed index over the raw vectors proposes the
+        same candidates for both; only the exact re-ranking differs, so the
+        two metrics need one index's memory.
+        """
+        if metric == self.metric:
+            return self
+        if {metric, self.metric} != {"euclidean", "manhattan"} or self.algorithm_ not in ("hnsw", "ivf-pq"):
+            return None
+        import copy
+
+        other = copy.copy(self)  # shares the faiss index and the source rows
+        other.metric = metric
+        return other
 
     def _exact(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact distances from one prepared query to some rows of the source."""
-        order = np.argsort(rows)  # memory maps read best in order
-        candidates = np.empty((len(rows), self.n_features_in_), np.float32)
-        candidates[order] = self._prepare(self._source[rows[order]])
+        candidates = self._prepare(read_rows(self._source, rows))
         if self.metric == "cosine":
             return 1.0 - candidates @ query
         if self.metric == "euclidean":
@@ -163,8 +213,13 @@ class NeighborIndex:
             raise ValueError(f"queries have {queries.shape[1]} features, the index has {self.n_features_in_}")
         k = min(int(n_neighbors), self.n_samples_fit_)
         prepared = self._prepare(queries)
-        if self._source is not None:  # compressed lists propose, exact distances decide
-            _, proposed = self._index.search(prepared, min(self.n_samples_fit_, max(self.rerank * k, 100)))
+        n_candidates = self._n_candidates(k)
+        if n_candidates:  # the index proposes, exact distances decide
+            if self.algorithm_ == "hnsw":
+                params = _faiss().SearchParametersHNSW(efSearch=max(int(self._index.hnsw.efSearch), n_candidates))
+                _, proposed = self._index.search(prepared, n_candidates, params=params)
+            else:
+                _, proposed = self._index.search(prepared, n_candidates)
             distances = np.full((len(queries), k), np.inf, np.float32)
             indices = np.full((len(queries), k), -1, np.int64)
             for i, rows in enumerate(proposed):

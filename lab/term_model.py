@@ -45,7 +45,6 @@ def logistic_direction(features: np.ndarray, target: np.ndarray, sample_weight: 
     values, vectors = np.linalg.eigh(features @ features.T)
     keep = values > max(values.max(), 1e-300) * 1e-10
     values, vectors = values[keep], vectors[:, keep]
-    basis = (vectors.T @ features) / np.sqrt(values)[:, None]  # (rank, d)
     design = np.hstack([vectors * np.sqrt(values), np.ones((len(features), 1))])  # span coordinates + intercept
     penalty = np.r_[np.ones(design.shape[1] - 1), 0.0]
     params = np.zeros(design.shape[1])
@@ -58,7 +57,8 @@ def logistic_direction(features: np.ndarray, target: np.ndarray, sample_weight: 
         params -= step
         if np.abs(step).max() < 1e-8:
             break
-    coef = params[:-1] @ basis
+    # back from span coordinates to a direction: params @ basis, with basis = vectors.T @ features / sqrt(values)
+    coef = ((params[:-1] / np.sqrt(values)) @ vectors.T) @ features
     return coef / max(float(np.linalg.norm(coef)), 1e-12)
 
 

@@ -286,7 +286,7 @@ def test_rejections_alone_push_down_images_like_them(col):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "manhattan"])
 def test_compressed_index_reranks_to_exact_distances(metric, tmp_path):
-    """Above compress_threshold: 4-bit lists propose, exact distances from the (memory-mapped) rows decide."""
+    """Above compress_threshold: product-quantised lists propose, exact distances from the (memory-mapped) rows decide."""
     from sklearn.metrics import pairwise_distances
 
     rng = np.random.default_rng(1)
@@ -295,7 +295,7 @@ def test_compressed_index_reranks_to_exact_distances(metric, tmp_path):
     np.save(tmp_path / "v.npy", vectors)
     stored = np.load(tmp_path / "v.npy", mmap_mode="r")
     index = NeighborIndex(metric, algorithm="ivf", compress_threshold=1_000).fit(stored)
-    assert index.algorithm_ == "ivf-sq4"
+    assert index.algorithm_ == "ivf-pq"
     queries = np.asarray(stored[:50], np.float32)
     distances, rows = index.kneighbors(queries, 10)
     truth = pairwise_distances(queries, np.asarray(stored, np.float32), metric=metric)

@@ -85,7 +85,7 @@ class SearchConfig:
     calibration_z: float = 4.0
     evidence_z: float = 2.0
     pca_threshold: int = 50_000
-    pca_dimensions: int = 256
+    pca_dimensions: int = 128
     pca_sample: int = 20_000
     calibration_sample: int = 20_000
     block_size: int = 50_000

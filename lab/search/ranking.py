@@ -148,10 +148,15 @@ def filled_page(scores: KeywordScores, k: int, min_score: float, offset: int = 0
     allowed = net >= 0
     if exclude_judged:
         allowed &= ~scores.judged
-    candidates = np.flatnonzero(allowed)
-    evidence = (scores.score[candidates] >= min_score) | (net[candidates] > 0)
-    key = np.where(evidence, np.maximum(net[candidates], 0) * 2.0 + scores.score[candidates], -2.0 + np.tanh(scores.decision[candidates]))
-    return _head(candidates, key, k, offset)
+    has_evidence = (scores.score >= min_score) | (net > 0)
+    evidence = np.flatnonzero(allowed & has_evidence)
+    wanted = offset + k
+    # every row with evidence ranks above every row without (ranked_page's keys are >= 0)
+    head = _head(evidence, np.maximum(net[evidence], 0) * 2.0 + scores.score[evidence], wanted, 0)
+    if len(head) < wanted:
+        rest = np.flatnonzero(allowed & ~has_evidence)
+        head = np.concatenate([head, _head(rest, scores.decision[rest], wanted - len(head), 0)])
+    return head[offset:wanted]
 
 
 def exploring_page(

@@ -53,7 +53,10 @@ class SimilarImages:
         """The fitted index of one layer and metric."""
         key = (metric, layer)
         if key not in self._indexes:
-            self._indexes[key] = NeighborIndex(metric=metric).fit(self.arrays[layer])
+            # euclidean and manhattan share one approximate index where it can serve both
+            shared = [index.with_metric(metric) for (other, on), index in self._indexes.items() if on == layer and other != metric]
+            shared = [index for index in shared if index is not None]
+            self._indexes[key] = shared[0] if shared else NeighborIndex(metric=metric).fit(self.arrays[layer])
         return self._indexes[key]
 
     def kneighbors(self, vector: np.ndarray, k: int, metric: str, layer: str, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
