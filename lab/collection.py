@@ -41,6 +41,7 @@ from .feedback import FeedbackStore
 from .image_decoding import ImageDecodeError, display_path, file_sha256, open_image_file, scan_images
 from .integrity import Problem, damage_message, find_damage, non_finite_rows
 from .search.config import SearchConfig
+from .stacked import stack_rows
 from .validation import check_count, check_image, check_images, check_relevant, check_word
 from .vectors import N_CLASSES
 
@@ -346,12 +347,7 @@ class Collection:
                 if non_finite_rows(values):
                     raise CollectionError(damage_message(self.root, [Problem(chunk.name, f"{kind}.npy has rows with NaN or infinite values")]))
             width = self._manifest["embedding_size"] if kind == "embeddings" else self._manifest["n_classes"]
-            if not arrays:
-                values = np.zeros((0, width), STORAGE_DTYPE)
-            elif len(arrays) == 1:
-                values = arrays[0]
-            else:
-                values = np.concatenate(arrays)
+            values = stack_rows(arrays, width, STORAGE_DTYPE)  # segments are read where they lie, never concatenated
             live = self._live()
             self._cache[key] = values if live is None else values[live]
         return self._cache[key]
@@ -381,12 +377,17 @@ class Collection:
 
     @property
     def embeddings(self) -> np.ndarray:
-        """The transfer-layer embeddings, shape (n_images, embedding_size), float16, read-only."""
+        """The transfer-layer embeddings, shape (n_images, embedding_size), float16, read-only.
+
+        A memory map, or a :class:`lab.stacked.RowStack` of them when the
+        collection has several segments (rows, slices and ``np.asarray`` work
+        the same).
+        """
         return self._stored("embeddings")
 
     @property
     def class_probabilities(self) -> np.ndarray:
-        """ImageNet-1k class probabilities, shape (n_images, 1000), float16, read-only."""
+        """ImageNet-1k class probabilities, shape (n_images, 1000), float16, read-only (stored like :attr:`embeddings`)."""
         return self._stored("class_probabilities")
 
     def info(self) -> dict:

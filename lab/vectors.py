@@ -53,9 +53,10 @@ def release_pages(array: np.ndarray) -> None:
     memory speed) but leave the process's resident set, so a 10-million-row
     collection read end to end does not look like 45 GB of the process's own.
     """
-    mapping = _mapping(array)
-    if mapping is not None and not mapping.closed and hasattr(mapping, "madvise"):
-        mapping.madvise(mmap.MADV_DONTNEED)
+    for part in getattr(array, "parts", [array]):  # a RowStack releases each of its arrays
+        mapping = _mapping(part)
+        if mapping is not None and not mapping.closed and hasattr(mapping, "madvise"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _mapping(array) -> mmap.mmap | None:

@@ -115,3 +115,38 @@ def test_euclidean_and_manhattan_share_one_approximate_index():
         truth[7] = np.inf
         assert len(set(rows) & set(np.argsort(truth)[:10])) >= 9
         np.testing.assert_allclose(distances, truth[rows], rtol=1e-4)
+
+
+def test_a_collection_in_several_segments_is_read_where_it_lies(tmp_path):
+    """Segments are never concatenated into memory: rows, slices and searches read each segment's memory map."""
+    import pandas as pd
+
+    from lab import Collection
+    from lab.stacked import RowStack
+
+    rng = np.random.default_rng(4)
+    col = Collection.open(tmp_path / "c.lab", create=True)
+    parts = []
+    for segment in range(3):
+        n = 40 + segment
+        embeddings = rng.normal(1.0, 0.5, (n, 1280)).astype(np.float32)
+        probabilities = rng.dirichlet(np.full(1000, 0.05), n).astype(np.float32)
+        images = pd.DataFrame({"path": [f"/s{segment}/{i}.jpg" for i in range(n)], "size": 0, "mtime_ns": 0,
+                               "sha256": [f"{segment:032x}{i:032x}" for i in range(n)], "width": 0, "height": 0})
+        col.add_features(images, embeddings, probabilities)
+        parts.append(embeddings.astype(np.float16))
+    col = Collection.open(tmp_path / "c.lab")
+    whole = np.concatenate(parts)
+    assert isinstance(col.embeddings, RowStack) and len(col.embeddings.parts) == 3
+    np.testing.assert_array_equal(np.asarray(col.embeddings), whole)
+    np.testing.assert_array_equal(col.embeddings[[100, 3, 45]], whole[[100, 3, 45]])
+    np.testing.assert_array_equal(col.embeddings[35:85], whole[35:85])
+    np.testing.assert_array_equal(col.embeddings[-1], whole[-1])
+    with pytest.raises(IndexError):
+        col.embeddings[len(whole)]
+    found = col.similar(81, k=3)  # a row of the third segment finds itself first among exact distances
+    unit = whole.astype(np.float32) / np.linalg.norm(whole.astype(np.float32), axis=1, keepdims=True)
+    expected = np.argsort(-(unit @ unit[81]))[1:4]
+    assert found["id"].tolist() == expected.tolist()
+    col.judge("blob", 82, relevant=True)
+    assert int(col.search("blob", k=1)["id"].iloc[0]) == 82
