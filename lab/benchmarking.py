@@ -35,6 +35,42 @@ def memory_mb() -> dict:
     return fields
 
 
+class OwnMemoryPeak:
+    """Highest anonymous resident memory (the process's own, without mapped file pages) while inside, in MB.
+
+    ``VmHWM`` counts every file page ever mapped, which the kernel can drop;
+    this samples ``RssAnon`` every ``interval`` seconds from a thread.
+
+    >>> with OwnMemoryPeak() as peak:
+    ...     block = bytearray(50 * 2**20)
+    >>> peak.mb >= 0
+    True
+    """
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.mb = 0.0
+
+    def _sample(self) -> None:
+        while True:
+            self.mb = max(self.mb, memory_mb().get("RssAnon", 0.0))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "OwnMemoryPeak":
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mb = max(self.mb, memory_mb().get("RssAnon", 0.0))
+
+
 def median_ms(function: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``function()`` in milliseconds, after one warm-up call."""
     function()

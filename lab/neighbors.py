@@ -151,7 +151,7 @@ class NeighborIndex:
             index.hnsw.efSearch = int(self.ef_search or 128)
         else:
             index = faiss.IndexFlat(d, faiss_metric)
-        for _, block in row_blocks(vectors, 50_000):
+        for _, block in row_blocks(vectors, 16_384):  # faiss's own copies of a block are of its size
             index.add(self._prepare(block))
         self._index = index
         self.n_samples_fit_, self.n_features_in_ = n, d

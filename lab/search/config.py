@@ -47,7 +47,11 @@ class SearchConfig:
     pca_threshold : int
         Above this many images, word models score PCA-reduced embeddings.
     pca_dimensions : int
-        Principal axes kept above ``pca_threshold``.
+        Principal axes kept above ``pca_threshold``: 128 learn words as well
+        as 256 and as the full embeddings on Caltech-101 and
+        flower_photos_600, 64 lose teach-once precision
+        (``results/evaluation_pca.md``); 128 float32 values are 512 MB per
+        million images (``results/bench_search_scaling.md``).
     pca_sample : int
         Images sampled (seeded) to fit the principal axes.
     calibration_sample : int
@@ -55,7 +59,8 @@ class SearchConfig:
         from a fixed sample of this size (the same answer, far cheaper).
     block_size : int
         Rows read at a time from the float16 store when building the scoring
-        space and the class matrix.
+        space and the class matrix: the copies a block needs (about 4 x 80 MB
+        of 1280-d float32) are all the building adds to what is kept.
     prior_floor : float
         Class probabilities under this are dropped from the sparse class
         matrix; the dropped tail cannot lift an image over ``min_score``.
@@ -88,7 +93,7 @@ class SearchConfig:
     pca_dimensions: int = 128
     pca_sample: int = 20_000
     calibration_sample: int = 20_000
-    block_size: int = 50_000
+    block_size: int = 16_384
     prior_floor: float = 1e-3
     n_expansion: int = 5
     expansion_weight: float = 0.5

@@ -44,7 +44,7 @@ class ScoringSpace:
     ((100, 4), (2, 4))
     """
 
-    def __init__(self, pca_threshold: int = 50_000, pca_dimensions: int = 128, sample_size: int = 20_000, block_size: int = 50_000):
+    def __init__(self, pca_threshold: int = 50_000, pca_dimensions: int = 128, sample_size: int = 20_000, block_size: int = 16_384):
         self.pca_threshold = pca_threshold
         self.pca_dimensions = pca_dimensions
         self.sample_size = sample_size
@@ -81,7 +81,7 @@ class ScoringSpace:
         return directions if self.axes_ is None else directions @ self.axes_
 
 
-def class_matrix(class_probabilities: np.ndarray, floor: float = 1e-3, block_size: int = 50_000):
+def class_matrix(class_probabilities: np.ndarray, floor: float = 1e-3, block_size: int = 16_384):
     """Class probabilities as a sparse column-major matrix (float16 values), entries below ``floor`` dropped.
 
     A word's prior is then one pass over its classes' columns; the dropped
