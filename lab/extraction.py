@@ -181,21 +181,35 @@ def extract_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     n_jobs = n_jobs or os.cpu_count() or 2
+    decoded = _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs, sha256=sha256 or {})
+    # The network runs batch k on its own thread while this one gathers batch k + 1
+    # and the caller stores batch k - 1, so the network never waits for either.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-network") as network:
+        running: deque = deque()
+        for good, failed in _grouped(decoded, batch_size):
+            pixels = np.stack([image.pixels for image in good]) if good else np.zeros((0, backbone.image_size, backbone.image_size, 3), np.uint8)
+            for image in good:
+                image.pixels = None  # the batch holds them now
+            running.append(network.submit(_run_network, backbone, pixels, good, failed))
+            if len(running) > 1:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
+
+
+def _grouped(decoded: Iterator[DecodedImage], batch_size: int) -> Iterator[tuple[list[DecodedImage], list[DecodedImage]]]:
+    """Batches of ``batch_size`` decoded images, each with the failures met since the previous one."""
     good: list[DecodedImage] = []
     failed: list[DecodedImage] = []
-
-    def flush() -> ExtractedBatch:
-        pixels = np.stack([image.pixels for image in good]) if good else np.zeros((0, backbone.image_size, backbone.image_size, 3), np.uint8)
-        embeddings, probabilities = backbone.predict(pixels)
-        for image in good:
-            image.pixels = None  # release the decoded pixels now
-        return ExtractedBatch(list(good), embeddings, probabilities, list(failed))
-
-    for record in _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs, sha256=sha256 or {}):
+    for record in decoded:
         (failed if record.error else good).append(record)
         if len(good) == batch_size:
-            yield flush()
-            good.clear()
-            failed.clear()
+            yield good, failed
+            good, failed = [], []
     if good or failed:
-        yield flush()
+        yield good, failed
+
+
+def _run_network(backbone: Backbone, pixels: np.ndarray, good: list[DecodedImage], failed: list[DecodedImage]) -> ExtractedBatch:
+    embeddings, probabilities = backbone.predict(pixels)
+    return ExtractedBatch(good, embeddings, probabilities, failed)
