@@ -805,34 +805,36 @@ class Collection:
                         report.unchanged += 1
                         continue
                 to_check.append(path)
-            hashes = self._hash_files(to_check, n_jobs)
+            unchanged_by_stat = report.unchanged
+            stored_sha256 = known["sha256"].to_dict()
             by_hash = {sha: i for i, sha in enumerate(self._all_rows()["sha256"])}
-            to_extract, to_reuse = [], []
-            for path, sha in zip(to_check, hashes):
-                if sha is None:
-                    to_extract.append(path)  # unreadable now: let the decoder report why
-                elif str(path) in known.index and known.loc[str(path), "sha256"] == sha:
-                    report.unchanged += 1  # touched, not changed
-                elif sha in by_hash:
-                    to_reuse.append((path, by_hash[sha]))
-                else:
-                    to_extract.append(path)
+
+            def needs_network(path: Path, sha: str) -> bool:
+                """Neither touched without changing, nor identical bytes already indexed under another path."""
+                return stored_sha256.get(str(path)) != sha and sha not in by_hash
 
             n_before = len(self._manifest["chunks"])
-            if to_reuse:
-                self._add_reused(to_reuse)
-                report.added += len(to_reuse)
-                report.reused = len(to_reuse)
+            to_reuse: list[tuple[Path, int]] = []
+            if client is not None:
+                hashes = self._hash_files(to_check, n_jobs)
+                to_extract = [path for path, sha in zip(to_check, hashes) if sha is None or needs_network(path, sha)]
+                settled = [(path, sha) for path, sha in zip(to_check, hashes) if sha is not None and not needs_network(path, sha)]
+                to_reuse = _unchanged_or_reused(settled, stored_sha256, by_hash, report)
+                if to_reuse:
+                    self._add_reused(to_reuse)
+            else:
+                to_extract = to_check  # hashed by the decoding threads, from the read that decodes them
             bar = tqdm(total=len(to_extract), unit="img", desc="indexing", disable=not progress or not to_extract)
-            known_hashes = {path: sha for path, sha in zip(to_check, hashes) if sha is not None}  # each file hashed once
             if client is not None and to_extract:
                 from .distributed import extract_on_cluster
 
                 extract_on_cluster(self, client, to_extract, report, bar, runtime=runtime, batch_size=batch_size, chunk_size=chunk_size)
             elif to_extract:
                 pending = _PendingChunk()
-                for batch in extract_batches(to_extract, self.load_backbone(runtime), batch_size=batch_size, n_jobs=n_jobs, sha256=known_hashes):
+                batches = extract_batches(to_extract, self.load_backbone(runtime), batch_size=batch_size, n_jobs=n_jobs, wanted=needs_network)
+                for batch in batches:
                     report.failed += [{"path": str(r.path), "reason": r.error} for r in batch.failures]
+                    to_reuse += _unchanged_or_reused([(r.path, r.sha256) for r in batch.unwanted], stored_sha256, by_hash, report)
                     finite = _finite_rows(batch)
                     report.failed += [
                         {"path": str(r.path), "reason": "the network gave NaN or infinite features; not stored"}
@@ -842,11 +844,14 @@ class Collection:
                     pending.extend(batch, finite)
                     while len(pending) >= chunk_size:
                         self._append_chunk(*pending.take(chunk_size))
-                    bar.update(len(batch.images) + len(batch.failures))
+                    bar.update(len(batch.images) + len(batch.failures) + len(batch.unwanted))
                 if len(pending):
                     self._append_chunk(*pending.take(len(pending)))
+                if to_reuse:
+                    self._add_reused(to_reuse)
             bar.close()
-            report.added += len(to_extract) - len(report.failed)
+            report.reused = len(to_reuse)
+            report.added += len(to_check) - len(report.failed) - (report.unchanged - unchanged_by_stat)
             self._compact(n_before)
             report.total = len(self)
         return report
@@ -949,6 +954,17 @@ class Collection:
             keep[self._live()] = True
         merged = merge_chunks(self.root, chunks, keep)
         self._list_chunks([merged.entry()])
+
+
+def _unchanged_or_reused(settled, stored_sha256: dict, by_hash: dict, report: IndexReport) -> list[tuple[Path, int]]:
+    """Files whose bytes are already indexed: count those unchanged at their own path, return the others with the row to copy."""
+    to_reuse = []
+    for path, sha in settled:
+        if stored_sha256.get(str(path)) == sha:
+            report.unchanged += 1  # touched, not changed
+        else:
+            to_reuse.append((path, by_hash[sha]))
+    return to_reuse
 
 
 def _finite_rows(batch) -> np.ndarray:

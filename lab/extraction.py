@@ -16,9 +16,9 @@ import io
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class DecodedImage:
     height: int = 0
     pixels: np.ndarray | None = None  # (S, S, 3) uint8
     error: str | None = None
+    wanted: bool = True  # False: hashed, then left undecoded (see ``wanted`` of extract_batches)
 
 
 @dataclass
@@ -50,9 +51,12 @@ class ExtractedBatch:
     embeddings: np.ndarray  # (B, D) float32
     class_probabilities: np.ndarray  # (B, 1000) float32
     failures: list[DecodedImage]
+    unwanted: list[DecodedImage] = field(default_factory=list)  # hashed, not decoded: ``wanted`` said no
 
 
-def decode_for_model(path: str | os.PathLike, backbone: Backbone, sha256: str | None = None) -> DecodedImage:
+def decode_for_model(
+    path: str | os.PathLike, backbone: Backbone, sha256: str | None = None, wanted: Callable[[Path, str], bool] | None = None
+) -> DecodedImage:
     """Read, hash and decode one file into the backbone's input; never raises for bad files.
 
     The file is opened once through :func:`lab.image_decoding.open_image_file`
@@ -61,7 +65,8 @@ def decode_for_model(path: str | os.PathLike, backbone: Backbone, sha256: str | 
     from the same open file, so its bytes are never held in memory whole; the
     decode itself draws on the process-wide decode memory budget
     (``lab.image_decoding.DECODE_MEMORY_BYTES``), which bounds memory
-    whatever the number of threads.
+    whatever the number of threads. When ``wanted(path, sha256)`` is false
+    the file is not decoded and the record says so (``wanted`` False).
     """
     path = Path(path)
     record = DecodedImage(path=path)
@@ -70,6 +75,9 @@ def decode_for_model(path: str | os.PathLike, backbone: Backbone, sha256: str | 
             stat = os.fstat(file.fileno())
             record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
             record.sha256 = sha256 or file_sha256(file)
+            if wanted is not None and not wanted(path, record.sha256):
+                record.wanted = False
+                return record
             file.seek(0)
             image, (record.width, record.height) = decode_image_with_size(file, min_side=backbone.image_size)
         record.pixels = backbone.preprocess(image)
@@ -137,12 +145,12 @@ def featurize_image(image, backbone: Backbone) -> tuple[np.ndarray, np.ndarray, 
     return embeddings[0], probabilities[0], hashlib.sha256(encoded).hexdigest()
 
 
-def _decoded_in_order(paths: Iterable, backbone: Backbone, n_jobs: int, window: int, sha256: dict) -> Iterator[DecodedImage]:
+def _decoded_in_order(paths: Iterable, backbone: Backbone, n_jobs: int, window: int, sha256: dict, wanted) -> Iterator[DecodedImage]:
     """Decode with a thread pool, yielding in input order with at most ``window`` in flight."""
     with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="lab-decode") as pool:
         pending: deque = deque()
         for path in paths:
-            pending.append(pool.submit(decode_for_model, path, backbone, sha256.get(path)))
+            pending.append(pool.submit(decode_for_model, path, backbone, sha256.get(path), wanted))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
@@ -155,6 +163,7 @@ def extract_batches(
     batch_size: int = 32,
     n_jobs: int | None = None,
     sha256: dict | None = None,
+    wanted: Callable[[Path, str], bool] | None = None,
 ) -> Iterator[ExtractedBatch]:
     """Yield the network's outputs batch by batch for a stream of image files.
 
@@ -171,31 +180,56 @@ def extract_batches(
     sha256 : dict, optional
         Path -> content hash for files the caller has already hashed (each
         file is then hashed once).
+    wanted : callable, optional
+        ``wanted(path, sha256)`` is asked, in a decoding thread, once a file
+        is hashed: when false the file is neither decoded nor run through the
+        network but listed in the batch's ``unwanted`` with its hash (a file
+        whose content is already known), so hashing and decoding share one
+        read of the file. Must be thread-safe; default every file is wanted.
 
     Yields
     ------
     ExtractedBatch
-        Each batch lists the images that decoded (with their outputs) and the
-        files that failed, with the reason.
+        Each batch lists the images that decoded (with their outputs), the
+        files that failed, with the reason, and the unwanted files.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     n_jobs = n_jobs or os.cpu_count() or 2
+    decoded = _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs, sha256=sha256 or {}, wanted=wanted)
+    # The network runs batch k on its own thread while this one gathers batch k + 1
+    # and the caller stores batch k - 1, so the network never waits for either.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-network") as network:
+        running: deque = deque()
+        for good, failed, unwanted in _grouped(decoded, batch_size):
+            pixels = np.stack([image.pixels for image in good]) if good else np.zeros((0, backbone.image_size, backbone.image_size, 3), np.uint8)
+            for image in good:
+                image.pixels = None  # the batch holds them now
+            running.append(network.submit(_run_network, backbone, pixels, good, failed, unwanted))
+            if len(running) > 1:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
+
+
+def _grouped(decoded: Iterator[DecodedImage], batch_size: int) -> Iterator[tuple[list[DecodedImage], ...]]:
+    """Batches of up to ``batch_size`` decoded images, each with the failed and unwanted files met since the previous one.
+
+    A batch is also closed once ``batch_size`` unwanted files wait, so a long
+    run of them neither piles up nor stalls the progress bar.
+    """
     good: list[DecodedImage] = []
     failed: list[DecodedImage] = []
+    unwanted: list[DecodedImage] = []
+    for record in decoded:
+        (failed if record.error else good if record.wanted else unwanted).append(record)
+        if len(good) == batch_size or len(unwanted) == batch_size:
+            yield good, failed, unwanted
+            good, failed, unwanted = [], [], []
+    if good or failed or unwanted:
+        yield good, failed, unwanted
 
-    def flush() -> ExtractedBatch:
-        pixels = np.stack([image.pixels for image in good]) if good else np.zeros((0, backbone.image_size, backbone.image_size, 3), np.uint8)
-        embeddings, probabilities = backbone.predict(pixels)
-        for image in good:
-            image.pixels = None  # release the decoded pixels now
-        return ExtractedBatch(list(good), embeddings, probabilities, list(failed))
 
-    for record in _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs, sha256=sha256 or {}):
-        (failed if record.error else good).append(record)
-        if len(good) == batch_size:
-            yield flush()
-            good.clear()
-            failed.clear()
-    if good or failed:
-        yield flush()
+def _run_network(backbone: Backbone, pixels: np.ndarray, good: list, failed: list, unwanted: list) -> ExtractedBatch:
+    embeddings, probabilities = backbone.predict(pixels)
+    return ExtractedBatch(good, embeddings, probabilities, failed, unwanted)

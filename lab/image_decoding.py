@@ -241,6 +241,17 @@ def scan_images(paths) -> ImageScan:
     found: set[Path] = set()
     skipped: dict[str, str] = {}
 
+    real_folders: dict[str, str] = {}
+
+    def resolved(full: str) -> Path:
+        """``Path(full).resolve()``, resolving each folder once: only a symlinked file needs its own walk up the folders."""
+        if os.path.islink(full):
+            return Path(full).resolve()
+        folder, name = os.path.split(full)
+        if folder not in real_folders:
+            real_folders[folder] = os.path.realpath(folder)
+        return Path(real_folders[folder], name)
+
     def consider(full: str, explicit: bool) -> None:
         if not explicit:
             suffix = os.path.splitext(full)[1].lower()
@@ -253,7 +264,7 @@ def scan_images(paths) -> ImageScan:
             skipped[full] = _stat_failure(full, err)
             return
         if stat.S_ISREG(info.st_mode):
-            found.add(Path(full).resolve())
+            found.add(resolved(full))
         else:
             skipped[full] = f"not a regular file ({_kind_of(info.st_mode)}); not opened"
 

@@ -20,6 +20,13 @@ class WeightsUnavailableError(RuntimeError):
 def center_crop(image: Image.Image, size: int, crop_fraction: float = 0.875) -> np.ndarray:
     """Resize the short side to ``size / crop_fraction`` and cut out the centre square.
 
+    The resize runs as Pillow runs it, one horizontal pass then one vertical
+    pass, but as two calls, with the columns cropped in between: the vertical
+    pass then computes only the columns kept. The pixels are identical to
+    resizing the whole image and cropping it (Pillow's ``box=`` would skip more
+    work but shifts the sampling grid by float32 rounding, which changes pixels
+    by one level and the logits by up to 0.06), at about 85 % of the cost.
+
     Returns
     -------
     ndarray of shape (size, size, 3), uint8
@@ -28,9 +35,13 @@ def center_crop(image: Image.Image, size: int, crop_fraction: float = 0.875) -> 
     width, height = image.size
     scale = short / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    image = image.resize((new_w, new_h), Image.BILINEAR)
     left, top = (new_w - size) // 2, (new_h - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    if new_w != width:
+        image = image.resize((new_w, height), Image.BILINEAR)  # horizontal pass
+    image = image.crop((left, 0, left + size, height))
+    if new_h != height:
+        image = image.resize((size, new_h), Image.BILINEAR)  # vertical pass, on the kept columns only
+    return np.asarray(image.crop((0, top, size, top + size)), dtype=np.uint8)
 
 
 @dataclass

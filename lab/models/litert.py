@@ -23,6 +23,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -87,12 +88,14 @@ class LiteRTRunner:
     n_threads : int, optional
         CPU threads; default the cores this process may use.
     per_thread : bool
-        True: one single-threaded interpreter per thread, each running its own
-        slice of the batch in parallel (the interpreter releases the GIL).
-        False: one interpreter using ``n_threads`` threads inside each call.
+        True: one single-threaded interpreter per thread, running in parallel
+        (the interpreter releases the GIL). False: one interpreter using
+        ``n_threads`` threads inside each call.
     call_batch : int, optional
         With ``per_thread``, images per interpreter call (1 gives "batch 1 per
-        thread"); default the whole slice in one call.
+        thread"); the interpreters take calls from one shared queue, so none
+        waits while another still has a backlog. Default: each interpreter
+        runs a fixed slice of the batch in one call.
     """
 
     def __init__(self, model_path, embedding_size: int, n_threads: int | None = None, per_thread: bool = True, call_batch: int | None = None):
@@ -130,15 +133,39 @@ class LiteRTRunner:
         parts = [self._invoke(which, images[i : i + step]) for i in range(0, len(images), step)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def _run_shared(self, which: int, images: np.ndarray, starts: Iterator[int], embeddings: np.ndarray, logits: np.ndarray) -> None:
+        """Take the next ``call_batch`` images until none are left, writing their outputs in place.
+
+        The interpreters share one queue of calls instead of owning a fixed
+        slice each, so one that was slowed down (the cores are shared with
+        image decoding) does not leave the others waiting at the end of the batch.
+        """
+        for start in starts:  # next() on a shared iterator is atomic under the GIL
+            stop = start + self.call_batch
+            embeddings[start:stop], logits[start:stop] = self._invoke(which, images[start:stop])
+
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and logits of a float32 batch ``(n, size, size, 3)``."""
         images = np.ascontiguousarray(images, np.float32)
         with self._lock:
             if self._pool is None or len(images) == 1:
                 return self._run_slice(0, images)
+            if self.call_batch:
+                return self._run_queue(images)
             slices = [s for s in np.array_split(images, min(len(self._interpreters), len(images))) if len(s)]
             parts = list(self._pool.map(self._run_slice, range(len(slices)), slices))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _run_queue(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every interpreter takes calls of ``call_batch`` images from one queue (see :meth:`_run_shared`)."""
+        embeddings = np.empty((len(images), self.embedding_size), np.float32)
+        logits = np.empty((len(images), N_CLASSES), np.float32)
+        starts = iter(range(0, len(images), self.call_batch))
+        n_workers = min(len(self._interpreters), -(-len(images) // self.call_batch))
+        futures = [self._pool.submit(self._run_shared, i, images, starts, embeddings, logits) for i in range(n_workers)]
+        for future in futures:
+            future.result()
+        return embeddings, logits
 
 
 @dataclass
