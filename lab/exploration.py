@@ -24,7 +24,7 @@ import numpy as np
 
 from .vectors import read_rows, unit_rows
 
-__all__ = ["Explorer"]
+__all__ = ["Explorer", "ImageGroups"]
 
 
 def _kmeans_plus_plus(points: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -158,3 +158,71 @@ class Explorer:
                 closeness = np.maximum(closeness, self.points_[rest] @ self.points_[rest[pick]])
                 closeness[pick] = np.inf
         return self.pool_[np.asarray(picked, np.int64)]
+
+
+class ImageGroups:
+    """Small groups of look-alike images (spherical k-means), to spread a page over many of them.
+
+    A word's prior that may be wrong (a word ImageNet does not cover) tends
+    to fill a page with one look-alike class: twenty daisies for "dandelion".
+    Showing the best image of each small group before the second best of any
+    (:func:`lab.search.ranking.spread`) puts more distinct kinds of image on
+    the first pages, so a class the prior ranks lower is met early.
+
+    Parameters
+    ----------
+    group_size : int
+        Images per group on average: ``n_images // group_size`` groups, at
+        most a tenth of the pool (so each centre is fitted on ten images or
+        more). On Caltech-101 groups of 15 and 30 found the first relevant
+        image of more uncovered words than the explorer's 100 groups.
+    pool_size : int
+        Images sampled (seeded) to fit the centres.
+    seed : int
+
+    Attributes
+    ----------
+    centroids_ : ndarray of shape (n_groups, d)
+    group_ : ndarray of int, shape (n_images,)
+        Group of each row, -1 for rows not asked about yet (rows are
+        assigned on demand, so the cost follows what pages need).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> vectors = np.repeat(rng.normal(size=(3, 8)), 20, axis=0) + 0.01 * rng.normal(size=(60, 8))
+    >>> groups = ImageGroups(group_size=20).fit(vectors).predict(np.array([0, 1, 20, 40]), vectors)
+    >>> bool(groups[0] == groups[1]), len({int(g) for g in groups[1:]})
+    (True, 3)
+    """
+
+    def __init__(self, group_size: int = 30, pool_size: int = 4000, seed: int = 0):
+        self.group_size = group_size
+        self.pool_size = pool_size
+        self.seed = seed
+
+    def fit(self, vectors: np.ndarray) -> "ImageGroups":
+        """Fit group centres on a seeded sample of ``vectors`` (one row per image)."""
+        import faiss
+
+        n = len(vectors)
+        rng = np.random.default_rng(self.seed)
+        pool = np.sort(rng.choice(n, size=min(self.pool_size, n), replace=False)) if n else np.zeros(0, np.int64)
+        points = unit_rows(vectors[pool])
+        n_groups = min(n // max(self.group_size, 1), len(points) // 10)
+        if n_groups <= 1:
+            self.centroids_ = points.mean(axis=0, keepdims=True) if len(points) else np.zeros((1, vectors.shape[1]), np.float32)
+        else:
+            kmeans = faiss.Kmeans(points.shape[1], n_groups, niter=20, spherical=True, seed=self.seed, min_points_per_centroid=1)
+            kmeans.train(points, init_centroids=_kmeans_plus_plus(points, n_groups, rng))
+            self.centroids_ = unit_rows(kmeans.centroids)
+        self.group_ = np.full(n, -1, np.int64)
+        return self
+
+    def predict(self, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """The group of each of ``rows`` (the nearest centre by cosine)."""
+        rows = np.asarray(rows, np.int64)
+        missing = np.unique(rows[self.group_[rows] < 0])
+        if len(missing):
+            self.group_[missing] = (unit_rows(vectors[missing]) @ self.centroids_.T).argmax(axis=1)
+        return self.group_[rows]

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab.exploration import Explorer
+from lab.exploration import Explorer, ImageGroups
 from lab.feedback import FeedbackError, FeedbackStore
 from lab.search import SearchConfig, SearchEngine
 from lab.search.keywords import KeywordScores, calibrate
-from lab.search.ranking import eligible_rows, exploring_page, filled_page, interleave, prior_share, ranked_page
+from lab.search.ranking import eligible_rows, exploring_page, filled_page, interleave, prior_share, ranked_page, spread
 from lab.vocabulary import Resolution, load_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +114,36 @@ def test_an_exploring_page_is_a_slice_of_one_ranking():
     assert all(avoid == list(range(95, 100)) for avoid in calls)  # only judged rows are avoided
 
 
+def test_a_doubted_prior_is_spread_over_groups_of_look_alikes():
+    """Twenty daisies for "dandelion": a related word's prior that favours one look-alike group shows the others too."""
+    groups = np.r_[np.zeros(60, np.int64), np.repeat(np.arange(1, 5), 10)]  # the prior's best 60 rows look alike
+    score = np.linspace(0.9, 0.1, 100)
+
+    def propose(n, avoid):
+        return np.arange(500, 500 + n)
+
+    def page_of(s, k, offset=0):
+        return exploring_page(eligible_rows(s, 0.01), s, k, offset, SearchConfig(), propose, lambda rows: groups[rows])
+
+    related = replace(scores_of(score), resolution=Resolution("word", "related"))
+    page, explored = page_of(related, 20)
+    evidence = page[~np.isin(page, explored)]
+    assert evidence[0] == 0 and set(groups[evidence].tolist()) == {0, 1, 2, 3, 4}
+    assert np.isin(np.arange(8), evidence).sum() >= 4  # half the evidence still follows the prior
+    page40, _ = page_of(related, 40)
+    assert page40[:20].tolist() == page.tolist() and page_of(related, 20, 20)[0].tolist() == page40[20:].tolist()
+    trusted, _ = page_of(scores_of(score), 20)  # an ImageNet word's prior is trusted: not spread
+    assert trusted.tolist() == list(range(20))
+    off = exploring_page(eligible_rows(related, 0.01), related, 20, 0, replace(SearchConfig(), spread_share=0.0), propose, lambda rows: groups[rows])[0]
+    assert (off[~np.isin(off, explored)] < 60).all()
+
+
+def test_spread_takes_each_groups_best_before_any_groups_second():
+    ranked = np.array([10, 11, 12, 13, 14, 15])
+    groups = np.array([1, 1, 2, 1, 3, 2])
+    assert spread(ranked, groups).tolist() == [10, 12, 14, 11, 15, 13]
+
+
 def test_a_learned_page_goes_on_in_the_learned_order_when_evidence_runs_out():
     score = np.array([0.8, 0.0, 0.0, 0.3, 0.0, 0.0])
     decision = np.array([0.9, 0.5, 0.1, 0.6, 0.7, 0.2])
@@ -178,6 +208,18 @@ def test_explorer_shows_one_image_per_group_away_from_avoided_ones():
     avoid = np.flatnonzero(group == group[shown[0]])[:3]
     again = explorer.propose(5, avoid, vectors)
     assert not set(again) & set(avoid) and group[shown[0]] not in set(group[again])
+
+
+def test_image_groups_gather_look_alikes():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, D))
+    group = np.repeat(np.arange(6), 30)
+    vectors = (centres[group] + 0.05 * rng.normal(size=(len(group), D))).astype(np.float32)
+    groups = ImageGroups(group_size=30, pool_size=1000).fit(vectors)
+    found = groups.predict(np.arange(len(group)), vectors)
+    assert len(groups.centroids_) == 6
+    assert all(len(set(found[group == g].tolist())) == 1 for g in range(6)) and len(set(found.tolist())) == 6
+    assert groups.predict(np.array([31, 0]), vectors).tolist() == [found[31], found[0]]
 
 
 # ---------------------------------------------------- the core end to end

@@ -84,6 +84,17 @@ class SearchConfig:
         likeness to the latest this many rejected ones.
     explore_pool_size, explore_n_clusters : int
         Passed to :class:`lab.exploration.Explorer` (``pool_size``, ``n_clusters``).
+    group_size : int
+        Images per group of look-alikes (:class:`lab.exploration.ImageGroups`,
+        fitted on ``explore_pool_size`` images) over which a doubted prior is spread.
+    spread_share : float
+        While nothing relevant is known, the share of the evidence's page
+        positions that show the prior's best image of each group in turn
+        (:func:`lab.search.ranking.spread`) for a kind of word with
+        ``prior_doubt`` above 0; the rest follow the prior's order (0 turns
+        spreading off).
+    spread_pool : int
+        Only the prior's best this many images are spread.
     """
 
     min_score: float = 0.01
@@ -103,3 +114,6 @@ class SearchConfig:
     example_limit: int = 32
     explore_pool_size: int = 4000
     explore_n_clusters: int = 100
+    group_size: int = 30
+    spread_share: float = 0.5
+    spread_pool: int = 2000

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..exploration import Explorer
+from ..exploration import Explorer, ImageGroups
 from ..feedback import FeedbackStore
 from ..neighbors import METRICS
 from ..vectors import LAYERS, N_CLASSES
@@ -67,6 +67,7 @@ class SearchEngine:
         self._space: ScoringSpace | None = None
         self._keywords: KeywordScorer | None = None
         self._explorer: Explorer | None = None
+        self._groups: ImageGroups | None = None
 
     def __len__(self) -> int:
         return len(self.sha256)
@@ -96,6 +97,13 @@ class SearchEngine:
         if self._explorer is None:
             self._explorer = Explorer(self.config.explore_pool_size, self.config.explore_n_clusters).fit(vectors, self.class_probabilities)
         return self._explorer.propose(k, avoid, vectors)
+
+    def groups_of(self, rows: np.ndarray) -> np.ndarray:
+        """The group of look-alikes of each of ``rows`` (:class:`lab.exploration.ImageGroups`, fitted on first use)."""
+        vectors = self.scoring_space().vectors_
+        if self._groups is None:
+            self._groups = ImageGroups(self.config.group_size, self.config.explore_pool_size).fit(vectors)
+        return self._groups.predict(rows, vectors)
 
     # ------------------------------------------------------------ queries
     def query_image(self, image, source: str | None = None) -> QueryImage:
@@ -130,7 +138,7 @@ class SearchEngine:
             # a learned word's ranking goes on in the learned order once the evidence runs out
             page = ranking.filled_page(scores, k, self.config.min_score, offset, exclude_judged)
         elif explore and scores.n_images:
-            page, explored = ranking.exploring_page(candidates, scores, k, offset, self.config, self.explore)
+            page, explored = ranking.exploring_page(candidates, scores, k, offset, self.config, self.explore, self.groups_of)
         else:
             page = ranking.ranked_page(candidates, scores, k, offset)
         return keyword_frame(page, explored, scores, len(candidates), self.class_probabilities, self.vocabulary, self.config.min_score)

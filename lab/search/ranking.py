@@ -11,7 +11,9 @@ exploration, handling of rejections) slots in as one more step:
 3. with ``explore`` (a user judging pages), every page is full:
    :func:`exploring_page` interleaves the evidence of a word with no relevant
    example yet with images to judge (:class:`lab.exploration.Explorer`), a
-   share :func:`prior_share` that falls with each rejection.
+   share :func:`prior_share` that falls with each rejection; evidence the
+   configuration doubts (a word ImageNet does not cover) is half
+   :func:`spread` over groups of look-alike images.
 4. :func:`filled_page`: a learned word's ranking (explore or not) goes on in
    the learned order once the evidence runs out, so a taught word lists its
    images even where the whole collection looks alike.
@@ -29,7 +31,7 @@ import numpy as np
 from .config import SearchConfig
 from .keywords import KeywordScores
 
-__all__ = ["eligible_rows", "exploring_page", "filled_page", "interleave", "prior_share", "ranked_page"]
+__all__ = ["eligible_rows", "exploring_page", "filled_page", "interleave", "prior_share", "ranked_page", "spread"]
 
 
 def eligible_rows(scores: KeywordScores, min_score: float, exclude_judged: bool = False) -> np.ndarray:
@@ -136,6 +138,24 @@ def interleave(ranked: np.ndarray, proposals: np.ndarray, share: float, n: int) 
     return np.asarray(rows, np.int64), np.asarray(from_proposals, bool)
 
 
+def spread(ranked: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``ranked`` reordered so that every group gives its best row before any group gives its second, and so on.
+
+    ``groups`` holds the group of each row of ``ranked``; within a round the
+    rows keep their order in ``ranked``, so the result never depends on how
+    many rows are wanted from it.
+
+    >>> spread(np.array([5, 6, 7, 8, 9]), np.array([0, 0, 0, 1, 2])).tolist()
+    [5, 8, 9, 6, 7]
+    """
+    groups = np.asarray(groups, np.int64)
+    by_group = np.argsort(groups, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(groups[by_group])) + 1]
+    within = np.empty(len(ranked), np.int64)  # how many better rows of the same group come before each row
+    within[by_group] = np.arange(len(ranked)) - np.repeat(starts, np.diff(np.r_[starts, len(ranked)]))
+    return ranked[np.lexsort((np.arange(len(ranked)), within))]
+
+
 def filled_page(scores: KeywordScores, k: int, min_score: float, offset: int = 0, exclude_judged: bool = False) -> np.ndarray:
     """A page of a learned word that goes on in the learned order once the evidence runs out.
 
@@ -160,17 +180,32 @@ def filled_page(scores: KeywordScores, k: int, min_score: float, offset: int = 0
 
 
 def exploring_page(
-    candidates: np.ndarray, scores: KeywordScores, k: int, offset: int, config: SearchConfig, propose: Callable[[int, np.ndarray], np.ndarray]
+    candidates: np.ndarray,
+    scores: KeywordScores,
+    k: int,
+    offset: int,
+    config: SearchConfig,
+    propose: Callable[[int, np.ndarray], np.ndarray],
+    groups_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A page of a word with no relevant example yet: its evidence interleaved with exploration.
 
     ``propose(n, avoid)`` gives ``n`` rows to explore, none in ``avoid`` (the
     judged rows), in an order that does not depend on ``n``; a share
-    :func:`prior_share` of the positions shows the evidence. Returns (page,
-    explored rows).
+    :func:`prior_share` of the positions shows the evidence. Where the word
+    kind's ``config.prior_doubt`` is above 0 and ``groups_of(rows)`` gives
+    each row's group of look-alikes, a ``config.spread_share`` of the
+    evidence's positions goes to the best ``config.spread_pool`` rows
+    :func:`spread` over those groups: a prior that names the wrong look-alike
+    class then shows many kinds of image, not one. Returns (page, explored rows).
     """
     wanted = offset + k
-    ranked = ranked_page(candidates, scores, wanted)
+    spreading = groups_of is not None and config.spread_share > 0 and config.prior_doubt[scores.resolution.kind] > 0
+    ranked = ranked_page(candidates, scores, max(wanted, config.spread_pool) if spreading else wanted)
+    if spreading:
+        head = ranked[: config.spread_pool]  # a fixed head, so that the order never depends on the page size
+        mixed, _ = interleave(head, spread(head, groups_of(head)), 1.0 - config.spread_share, len(head))
+        ranked = np.concatenate([mixed, ranked[len(head) :]])
     proposals = propose(wanted, np.flatnonzero(scores.judged))
     rows, explored = interleave(ranked, proposals, prior_share(scores, config), wanted)
     page, explored = rows[offset:wanted], explored[offset:wanted]
