@@ -197,11 +197,16 @@ def test_a_newer_feedback_schema_is_refused_and_left_alone(tmp_path):
 
 
 # ------------------------------------------------------------ exploration
-def test_explorer_shows_one_image_per_group_away_from_avoided_ones():
+def _six_groups() -> tuple[np.ndarray, np.ndarray]:
+    """Group of each of 180 synthetic images and their vectors: six tight groups of 30."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(6, D))
     group = np.repeat(np.arange(6), 30)
-    vectors = (centres[group] + 0.05 * rng.normal(size=(len(group), D))).astype(np.float32)
+    return group, (centres[group] + 0.05 * rng.normal(size=(len(group), D))).astype(np.float32)
+
+
+def test_explorer_shows_one_image_per_group_away_from_avoided_ones():
+    group, vectors = _six_groups()
     explorer = Explorer(pool_size=1000, n_clusters=6).fit(vectors)
     shown = explorer.propose(6, np.zeros(0, np.int64), vectors)
     assert sorted(group[shown].tolist()) == list(range(6))
@@ -211,10 +216,7 @@ def test_explorer_shows_one_image_per_group_away_from_avoided_ones():
 
 
 def test_image_groups_gather_look_alikes():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(6, D))
-    group = np.repeat(np.arange(6), 30)
-    vectors = (centres[group] + 0.05 * rng.normal(size=(len(group), D))).astype(np.float32)
+    group, vectors = _six_groups()
     groups = ImageGroups(group_size=30, pool_size=1000).fit(vectors)
     found = groups.predict(np.arange(len(group)), vectors)
     assert len(groups.centroids_) == 6
