@@ -194,26 +194,23 @@ def _cmd_words_import(args) -> int:
 
 def _cmd_panel(args) -> int:
     import signal
+    import threading
 
     from .installed import require_extra
     from .panel import serve
 
-    def stop_on_signal(signum, frame):
-        raise KeyboardInterrupt
-
     require_extra("panel", "lab panel")
     server = serve(args.collection, port=args.port, ip=args.ip, open_browser=args.open, cull_idle=args.cull_idle)
-    # SIGTERM / SIGHUP end `lab panel` the way Ctrl-C does: Voila and every kernel are stopped too
-    previous = {sig: signal.signal(sig, stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    # Ctrl-C, SIGTERM and SIGHUP only set a flag the wait loop reads: an exception raised by a handler
+    # could land inside subprocess's own locking and leave the clean-up waiting forever
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     print(f"serving the search panel at {server.url} (Ctrl-C stops it)", file=sys.stderr)
     try:
-        return server.wait()
-    except KeyboardInterrupt:
-        return 0
+        status = server.wait(stop=stopping)
+        return 0 if stopping.is_set() else status
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        server.stop()
+        server.stop()  # Voila and every kernel; a second Ctrl-C only sets the flag again
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

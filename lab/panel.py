@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import tempfile
 import uuid
@@ -426,14 +427,16 @@ class PanelServer:
             pass
         return [p for p in self._seen.values() if _alive(p)]
 
-    def wait(self, poll_seconds: float = 1.0) -> int:
-        """Wait for Voila to exit (noting its kernels meanwhile); returns its exit status."""
+    def wait(self, poll_seconds: float = 1.0, stop: threading.Event | None = None) -> int | None:
+        """Wait for Voila to exit, or for ``stop`` to be set (noting its kernels meanwhile); returns Voila's exit status, None if stopped first."""
+        stop = stop or threading.Event()
         while True:
             self.processes()
-            try:
-                return self.process.wait(timeout=poll_seconds)
-            except subprocess.TimeoutExpired:
-                continue
+            status = self.process.poll()
+            if status is not None:
+                return status
+            if stop.wait(poll_seconds):
+                return None
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop Voila (which shuts its kernels down), then end any kernel still running, then remove the notebook."""
