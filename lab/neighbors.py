@@ -161,8 +161,9 @@ class NeighborIndex:
         self.algorithm_ = ("ivf-pq" if compressed else "ivf") if use_ivf else ("hnsw" if use_hnsw else "exact")
         if compressed:
             self._source = vectors
-        elif use_hnsw:  # the graph's own float32 vectors, for exact re-ranking (no copy)
+        elif use_hnsw:  # the graph's own float32 vectors, for exact re-ranking: a view, valid while self._index lives
             self._source = faiss.rev_swig_ptr(faiss.downcast_index(index.storage).get_xb(), n * d).reshape(n, d)
+            self._source.flags.writeable = False
         else:
             self._source = None
         return self

@@ -65,9 +65,13 @@ class RowStack:
     def __getitem__(self, key):
         if isinstance(key, tuple):
             rows, rest = key[0], key[1:]
+            if not isinstance(rows, (int, np.integer, slice)) and any(not isinstance(r, (int, np.integer, slice)) for r in rest):
+                raise IndexError("a RowStack takes rows first, then columns: index rows and columns in two steps")
             selected = self[rows]
             return selected[(slice(None),) + rest] if np.ndim(selected) == self.ndim else selected[rest]
-        if isinstance(key, (int, np.integer)):
+        if isinstance(key, np.ndarray) and key.ndim == 0 and key.dtype.kind in "iu":
+            key = int(key)
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
             row = int(key) + (len(self) if key < 0 else 0)
             if not 0 <= row < len(self):
                 raise IndexError(f"index {int(key)} is out of bounds for {len(self)} rows")
@@ -88,6 +92,8 @@ class RowStack:
             if rows.shape != (len(self),):
                 raise IndexError(f"a boolean index must have {len(self)} values, got {rows.shape}")
             rows = np.flatnonzero(rows)
+        if rows.dtype.kind not in "iu" and len(rows):
+            raise IndexError(f"rows must be integers or a boolean mask, got {rows.dtype}")
         rows = rows.astype(np.int64, copy=False)
         if rows.ndim != 1:
             raise IndexError("index rows with a 1-D array")
@@ -103,8 +109,9 @@ class RowStack:
         return out
 
     def __array__(self, dtype=None, copy=None):
-        values = np.concatenate(self.parts)
-        return values if dtype is None else values.astype(dtype, copy=False)
+        if copy is False:
+            raise ValueError("a RowStack cannot be turned into one array without copying its segments")
+        return np.concatenate(self.parts, dtype=dtype)
 
     def copy(self) -> np.ndarray:
         """Every row, as one in-memory array."""

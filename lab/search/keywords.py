@@ -198,8 +198,7 @@ class KeywordScorer:
         self.space = space
         self.config = config
         self._classes = None
-        self._sha_order: np.ndarray | None = None
-        self._sorted_sha: np.ndarray | None = None
+        self._sha_index: tuple[np.ndarray, np.ndarray] | None = None  # row order of the sorted hashes, and the hashes
         self._models: dict = {}
         self._last: tuple | None = None
 
@@ -227,14 +226,15 @@ class KeywordScorer:
         >>> [rows.tolist() for rows in scorer.rows_of_sha(["b", "c"])]
         [[0, 2], []]
         """
-        if self._sha_order is None:
+        if self._sha_index is None:
             hashes = np.asarray(self.sha256, dtype="S64")
-            self._sha_order = np.argsort(hashes, kind="stable")
-            self._sorted_sha = hashes[self._sha_order]
+            order = np.argsort(hashes, kind="stable")
+            self._sha_index = (order, hashes[order])  # one assignment: another thread sees both or neither
+        order, sorted_sha = self._sha_index
         keys = np.asarray(list(shas), dtype="S64")
-        left = np.searchsorted(self._sorted_sha, keys, side="left")
-        right = np.searchsorted(self._sorted_sha, keys, side="right")
-        return [self._sha_order[a:b] for a, b in zip(left, right)]
+        left = np.searchsorted(sorted_sha, keys, side="left")
+        right = np.searchsorted(sorted_sha, keys, side="right")
+        return [order[a:b] for a, b in zip(left, right)]
 
     def net_votes(self, votes: pd.DataFrame, judged: bool = False) -> np.ndarray:
         """Net votes per row (or 1 for every judged row); images judged under any path count."""

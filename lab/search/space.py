@@ -82,7 +82,12 @@ class ScoringSpace:
 
 
 def class_matrix(class_probabilities: np.ndarray, floor: float = 1e-3, block_size: int = 16_384):
-    """Class probabilities as a sparse column-major matrix (float16 values), entries below ``floor`` dropped.
+    """Class probabilities as a sparse column-major matrix, entries below ``floor`` dropped.
+
+    Values keep float16 when the probabilities are float16 (a collection's
+    are), float32 otherwise, so nothing is rounded; scipy's own operations
+    (slicing, ``toarray``) need float32, :func:`lab.search.keywords.prior_scores`
+    reads either.
 
     A word's prior is then one pass over its classes' columns; the dropped
     tail (classes an image gives under 0.1% each at the default floor) cannot
@@ -104,7 +109,7 @@ def class_matrix(class_probabilities: np.ndarray, floor: float = 1e-3, block_siz
     indptr = np.r_[0, np.cumsum(counts)]
     index_type = np.int32 if n < 2**31 else np.int64
     indices = np.empty(indptr[-1], index_type)
-    data = np.empty(indptr[-1], np.float16)
+    data = np.empty(indptr[-1], np.float16 if np.dtype(class_probabilities.dtype) == np.float16 else np.float32)
     cursor = indptr[:-1].copy()  # where each column's next entry goes
     for start, block in row_blocks(class_probabilities, block_size):
         columns, rows = np.nonzero(block.T >= floor)  # by column, then row
