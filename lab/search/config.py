@@ -47,8 +47,8 @@ class SearchConfig:
     pca_threshold : int
         Above this many images, word models score PCA-reduced embeddings.
     pca_dimensions : int
-        Principal axes kept above ``pca_threshold``: 128 learn words as well
-        as 256 and as the full embeddings on Caltech-101 and
+        Principal axes kept above ``pca_threshold``: 128 learn words within
+        noise of 256 and of the full embeddings on Caltech-101 and
         flower_photos_600, 64 lose teach-once precision
         (``results/evaluation_pca.md``); 128 float32 values are 512 MB per
         million images (``results/bench_search_scaling.md``).
