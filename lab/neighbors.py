@@ -18,9 +18,9 @@ so a float16 memory map of any size is indexed without a float32 copy of it
 and without staying resident.
 Between ``exact_threshold`` and ``compress_threshold`` rows ``auto`` builds a
 faiss HNSW graph (``IndexHNSWFlat``, also ``algorithm="hnsw"``): on 68,644 real
-embeddings it gives cosine recall@10 0.998 at 0.60 ms per query where IVF
-needs 2.0 ms for 0.997 (``results/bench_neighbors.md``), for a slower build and
-``2 * hnsw_m`` links per row on top of the float32 vectors IVF keeps too.
+embeddings it gives cosine recall@10 0.998 at 0.53 ms per query where IVF
+needs 1.74 ms for 0.997 (``results/bench_neighbors.md``), for ``2 * hnsw_m``
+links per row on top of the float32 vectors IVF keeps too.
 """
 
 from __future__ import annotations
