@@ -54,15 +54,12 @@ class ExtractedBatch:
     unwanted: list[DecodedImage] = field(default_factory=list)  # hashed, not decoded: ``wanted`` said no
 
 
-def decode_for_model(
-    path: str | os.PathLike, backbone: Backbone, sha256: str | None = None, wanted: Callable[[Path, str], bool] | None = None
-) -> DecodedImage:
+def decode_for_model(path: str | os.PathLike, backbone: Backbone, wanted: Callable[[Path, str], bool] | None = None) -> DecodedImage:
     """Read, hash and decode one file into the backbone's input; never raises for bad files.
 
     The file is opened once through :func:`lab.image_decoding.open_image_file`
     (regular files only, at most ``MAX_FILE_BYTES``), hashed in 1 MB blocks
-    (unless the caller passes the ``sha256`` it has just computed) and decoded
-    from the same open file, so its bytes are never held in memory whole; the
+    and decoded from the same open file, so its bytes are never held in memory whole; the
     decode itself draws on the process-wide decode memory budget
     (``lab.image_decoding.DECODE_MEMORY_BYTES``), which bounds memory
     whatever the number of threads. When ``wanted(path, sha256)`` is false
@@ -74,7 +71,7 @@ def decode_for_model(
         with open_image_file(path) as file:
             stat = os.fstat(file.fileno())
             record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
-            record.sha256 = sha256 or file_sha256(file)
+            record.sha256 = file_sha256(file)
             if wanted is not None and not wanted(path, record.sha256):
                 record.wanted = False
                 return record
@@ -145,12 +142,12 @@ def featurize_image(image, backbone: Backbone) -> tuple[np.ndarray, np.ndarray, 
     return embeddings[0], probabilities[0], hashlib.sha256(encoded).hexdigest()
 
 
-def _decoded_in_order(paths: Iterable, backbone: Backbone, n_jobs: int, window: int, sha256: dict, wanted) -> Iterator[DecodedImage]:
+def _decoded_in_order(paths: Iterable, backbone: Backbone, n_jobs: int, window: int, wanted) -> Iterator[DecodedImage]:
     """Decode with a thread pool, yielding in input order with at most ``window`` in flight."""
     with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="lab-decode") as pool:
         pending: deque = deque()
         for path in paths:
-            pending.append(pool.submit(decode_for_model, path, backbone, sha256.get(path), wanted))
+            pending.append(pool.submit(decode_for_model, path, backbone, wanted))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
@@ -162,7 +159,6 @@ def extract_batches(
     backbone: Backbone,
     batch_size: int = 32,
     n_jobs: int | None = None,
-    sha256: dict | None = None,
     wanted: Callable[[Path, str], bool] | None = None,
 ) -> Iterator[ExtractedBatch]:
     """Yield the network's outputs batch by batch for a stream of image files.
@@ -177,9 +173,6 @@ def extract_batches(
         Images per network call.
     n_jobs : int, optional
         Decoding threads; default the number of CPU cores.
-    sha256 : dict, optional
-        Path -> content hash for files the caller has already hashed (each
-        file is then hashed once).
     wanted : callable, optional
         ``wanted(path, sha256)`` is asked, in a decoding thread, once a file
         is hashed: when false the file is neither decoded nor run through the
@@ -196,7 +189,7 @@ def extract_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     n_jobs = n_jobs or os.cpu_count() or 2
-    decoded = _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs, sha256=sha256 or {}, wanted=wanted)
+    decoded = _decoded_in_order(paths, backbone, n_jobs, window=2 * batch_size + n_jobs, wanted=wanted)
     # The network runs batch k on its own thread while this one gathers batch k + 1
     # and the caller stores batch k - 1, so the network never waits for either.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-network") as network:
