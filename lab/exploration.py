@@ -45,6 +45,20 @@ def _kmeans_plus_plus(points: np.ndarray, n_clusters: int, rng: np.random.Genera
     return np.ascontiguousarray(points[chosen], dtype=np.float32)
 
 
+def _seeded_pool(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``size`` distinct rows of ``n``, drawn with ``rng``, in row order."""
+    return np.sort(rng.choice(n, size=min(size, n), replace=False)) if n else np.zeros(0, np.int64)
+
+
+def _spherical_centres(points: np.ndarray, n_clusters: int, rng: np.random.Generator, seed: int) -> np.ndarray:
+    """Unit centres of spherical k-means (faiss, 20 iterations) over unit ``points``, seeded by k-means++."""
+    import faiss
+
+    kmeans = faiss.Kmeans(points.shape[1], n_clusters, niter=20, spherical=True, seed=seed, min_points_per_centroid=1)
+    kmeans.train(points, init_centroids=_kmeans_plus_plus(points, n_clusters, rng))
+    return unit_rows(kmeans.centroids)
+
+
 class Explorer:
     """Proposes varied, typical images from the groups of a collection the network is least sure about.
 
@@ -86,20 +100,15 @@ class Explorer:
         confidence in each image, its top class probability; without them
         clusters are taken largest first.
         """
-        import faiss
-
-        n = len(vectors)
         rng = np.random.default_rng(self.seed)
-        self.pool_ = np.sort(rng.choice(n, size=min(self.pool_size, n), replace=False)) if n else np.zeros(0, np.int64)
+        self.pool_ = _seeded_pool(len(vectors), self.pool_size, rng)
         points = unit_rows(vectors[self.pool_])
         n_clusters = min(self.n_clusters, len(points) // 3)
         if n_clusters <= 1:
             self.centroids_ = points.mean(axis=0, keepdims=True) if len(points) else np.zeros((0, vectors.shape[1]), np.float32)
             self.cluster_ = np.zeros(len(points), np.int64)
         else:
-            kmeans = faiss.Kmeans(points.shape[1], n_clusters, niter=20, spherical=True, seed=self.seed, min_points_per_centroid=1)
-            kmeans.train(points, init_centroids=_kmeans_plus_plus(points, n_clusters, rng))
-            self.centroids_ = unit_rows(kmeans.centroids)
+            self.centroids_ = _spherical_centres(points, n_clusters, rng, self.seed)
             self.cluster_ = (points @ self.centroids_.T).argmax(axis=1)
         self.centrality_ = np.einsum("ij,ij->i", points, self.centroids_[self.cluster_]) if len(points) else np.zeros(0)
         n_clusters = len(self.centroids_)
@@ -203,19 +212,14 @@ class ImageGroups:
 
     def fit(self, vectors: np.ndarray) -> "ImageGroups":
         """Fit group centres on a seeded sample of ``vectors`` (one row per image)."""
-        import faiss
-
         n = len(vectors)
         rng = np.random.default_rng(self.seed)
-        pool = np.sort(rng.choice(n, size=min(self.pool_size, n), replace=False)) if n else np.zeros(0, np.int64)
-        points = unit_rows(vectors[pool])
+        points = unit_rows(vectors[_seeded_pool(n, self.pool_size, rng)])
         n_groups = min(n // max(self.group_size, 1), len(points) // 10)
         if n_groups <= 1:
             self.centroids_ = points.mean(axis=0, keepdims=True) if len(points) else np.zeros((1, vectors.shape[1]), np.float32)
         else:
-            kmeans = faiss.Kmeans(points.shape[1], n_groups, niter=20, spherical=True, seed=self.seed, min_points_per_centroid=1)
-            kmeans.train(points, init_centroids=_kmeans_plus_plus(points, n_groups, rng))
-            self.centroids_ = unit_rows(kmeans.centroids)
+            self.centroids_ = _spherical_centres(points, n_groups, rng, self.seed)
         self.group_ = np.full(n, -1, np.int64)
         return self
 
