@@ -43,7 +43,7 @@ from .integrity import Problem, damage_message, find_damage, non_finite_rows
 from .search.config import SearchConfig
 from .stacked import stack_rows
 from .validation import check_count, check_image, check_images, check_relevant, check_word
-from .vectors import N_CLASSES
+from .vectors import N_CLASSES, read_rows
 
 __all__ = ["Collection", "CollectionError", "IndexReport", "SCHEMA_VERSION"]
 
@@ -339,6 +339,11 @@ class Collection:
             self._cache["live"] = np.flatnonzero(~superseded) if superseded.any() else None
         return self._cache["live"]
 
+    def _all_stored(self, kind: str) -> np.ndarray:
+        """Every stored row of ``embeddings`` or ``class_probabilities``, superseded ones included: segments are read where they lie, never concatenated."""
+        width = self._manifest["embedding_size"] if kind == "embeddings" else self._manifest["n_classes"]
+        return stack_rows(self._snapshot()[1][kind], width, STORAGE_DTYPE)
+
     def _stored(self, kind: str) -> np.ndarray:
         key = f"array:{kind}"
         if key not in self._cache:
@@ -346,8 +351,7 @@ class Collection:
             for chunk, values in zip(self._chunks(), arrays):  # damage after commit must not become NaN scores
                 if non_finite_rows(values):
                     raise CollectionError(damage_message(self.root, [Problem(chunk.name, f"{kind}.npy has rows with NaN or infinite values")]))
-            width = self._manifest["embedding_size"] if kind == "embeddings" else self._manifest["n_classes"]
-            values = stack_rows(arrays, width, STORAGE_DTYPE)  # segments are read where they lie, never concatenated
+            values = self._all_stored(kind)
             live = self._live()
             self._cache[key] = values if live is None else values[live]
         return self._cache[key]
@@ -920,18 +924,8 @@ class Collection:
         self._append_chunk(images.reset_index(drop=True), self._stored_rows("embeddings", stored), self._stored_rows("class_probabilities", stored))
 
     def _stored_rows(self, kind: str, rows: list[int]) -> np.ndarray:
-        """Some stored rows (superseded ones included), read from each chunk's memory map."""
-        chunks = self._chunks()
-        starts = np.cumsum([0] + [c.n_rows for c in chunks])
-        rows = np.asarray(rows, np.int64)
-        owner = np.searchsorted(starts, rows, side="right") - 1
-        width = chunks[0].array(kind).shape[1]
-        values = np.empty((len(rows), width), np.float32)
-        for i, chunk in enumerate(chunks):
-            mine = np.flatnonzero(owner == i)
-            if len(mine):
-                values[mine] = chunk.array(kind)[rows[mine] - starts[i]]
-        return values
+        """Some stored rows (superseded ones included), as float32, read from the segments' memory maps."""
+        return read_rows(self._all_stored(kind), np.asarray(rows, np.int64))
 
     def _compact(self, n_before: int) -> None:
         """Merge this run's chunks into one segment; rewrite everything when segments pile up."""

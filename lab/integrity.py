@@ -30,7 +30,7 @@ import pandas as pd
 
 from .chunks import CHUNK_FILES, IMAGE_COLUMNS, STORAGE_DTYPE, Chunk, file_sha256, npy_layout
 from .feedback import feedback_problems, repair_store
-from .vectors import release_pages
+from .vectors import row_blocks
 
 __all__ = ["CheckReport", "Problem", "RepairReport", "check", "damage_message", "find_damage", "non_finite_rows", "repair"]
 
@@ -129,18 +129,13 @@ def _chunk_layout_problems(chunk: Chunk, widths: dict) -> list[Problem]:
 
 
 def non_finite_rows(values: np.ndarray) -> int:
-    """How many rows of a (memory-mapped) array hold NaN or infinite values, scanned in blocks.
-
-    A memory map's pages are released after each block (:func:`lab.vectors.release_pages`).
-    """
+    """How many rows of a (memory-mapped) array hold NaN or infinite values, scanned in blocks (:func:`lab.vectors.row_blocks`)."""
     count = 0
-    for start in range(0, len(values), _SCAN_ROWS):
-        block = values[start : start + _SCAN_ROWS]
-        if values.dtype == np.float16:  # all exponent bits set means NaN or inf; several times faster than isfinite
+    for _, block in row_blocks(values, _SCAN_ROWS, dtype=None):
+        if block.dtype == np.float16:  # all exponent bits set means NaN or inf; several times faster than isfinite
             count += int(((block.view(np.uint16) & 0x7C00) == 0x7C00).any(axis=1).sum())
         else:
             count += int((~np.isfinite(block)).any(axis=1).sum())
-        release_pages(values)
     return count
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .vectors import read_rows, release_pages, row_blocks, unit_rows
+from .vectors import read_rows, row_blocks, unit_rows
 
 __all__ = ["METRICS", "NeighborIndex"]
 
@@ -144,8 +144,7 @@ class NeighborIndex:
                 index = faiss.IndexIVFFlat(quantizer, d, n_lists, faiss_metric)
             rng = np.random.default_rng(0)
             sample = np.sort(rng.choice(n, size=min(n, 50 * n_lists), replace=False))
-            index.train(self._prepare(vectors[sample]))
-            release_pages(vectors)
+            index.train(self._prepare(read_rows(vectors, sample)))
             index.nprobe = self.n_probe or max(16, n_lists // 8)
             self._quantizer = quantizer  # faiss does not own it from Python
         elif use_hnsw:

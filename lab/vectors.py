@@ -68,8 +68,8 @@ def _mapping(array) -> mmap.mmap | None:
     return array if isinstance(array, mmap.mmap) else None
 
 
-def row_blocks(array: np.ndarray, block_size: int = 50_000) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, rows)`` for consecutive blocks of ``array``'s rows, as float32 copies.
+def row_blocks(array: np.ndarray, block_size: int = 50_000, dtype=np.float32) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, rows)`` for consecutive blocks of ``array``'s rows, as copies of ``dtype`` (None: as stored, no copy).
 
     A memory map's pages are released after each block (:func:`release_pages`),
     so a pass over any number of rows holds one block at a time.
@@ -78,9 +78,9 @@ def row_blocks(array: np.ndarray, block_size: int = 50_000) -> Iterator[tuple[in
     [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
     """
     for start in range(0, len(array), block_size):
-        block = np.array(array[start : start + block_size], dtype=np.float32)
-        release_pages(array)
-        yield start, block
+        block = array[start : start + block_size]
+        yield start, (np.asarray(block) if dtype is None else np.array(block, dtype=dtype))
+        release_pages(array)  # once the caller is done with the block (a view of the map when dtype is None)
 
 
 def read_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..vectors import release_pages, row_blocks, unit_rows
+from ..vectors import read_rows, row_blocks, unit_rows
 
 __all__ = ["ScoringSpace", "class_matrix"]
 
@@ -57,8 +57,7 @@ class ScoringSpace:
             self.vectors_, self.axes_, self.mean_ = unit_rows(embeddings), None, None
             return self
         rng = np.random.default_rng(0)
-        sample = unit_rows(embeddings[np.sort(rng.choice(n, size=min(n, self.sample_size), replace=False))])
-        release_pages(embeddings)
+        sample = unit_rows(read_rows(embeddings, np.sort(rng.choice(n, size=min(n, self.sample_size), replace=False))))
         mean = sample.mean(axis=0)
         # principal axes of the centred unit vectors: eigenvectors of their d x d scatter matrix, largest
         # first (the SVD of the sample itself gives the same axes for several times the memory)
