@@ -236,12 +236,14 @@ class KeywordScorer:
         right = np.searchsorted(sorted_sha, keys, side="right")
         return [order[a:b] for a, b in zip(left, right)]
 
-    def net_votes(self, votes: pd.DataFrame, judged: bool = False) -> np.ndarray:
-        """Net votes per row (or 1 for every judged row); images judged under any path count."""
+    def votes_by_row(self, votes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Net votes per row, and whether anyone judged the row; images judged under any path count."""
         net = np.zeros(len(self), np.int64)
+        judged = np.zeros(len(self), bool)
         for rows, vote in zip(self.rows_of_sha(votes.index), votes["net"].to_numpy()):
-            net[rows] = 1 if judged else vote
-        return net
+            net[rows] = vote
+            judged[rows] = True
+        return net, judged
 
     def term_model(self, term: str) -> tuple[TermClassifier | None, pd.DataFrame, int]:
         """The learned classifier of a term (None without positives), its votes, and its number of examples."""
@@ -271,12 +273,13 @@ class KeywordScorer:
         n = len(self)
         model, votes, n_examples = self.term_model(term)
         n_positive = int((votes["net"] > 0).sum()) + n_examples
-        net = self.net_votes(votes)
-        resolution = doubted_classes(resolution, self.class_probabilities, np.flatnonzero(net < 0), self.config.prior_trust[resolution.kind])
+        net, judged = self.votes_by_row(votes)
+        rejected_rows = np.flatnonzero(net < 0)
+        resolution = doubted_classes(resolution, self.class_probabilities, rejected_rows, self.config.prior_trust[resolution.kind])
         prior = self.prior_scores(resolution)
         learned = decision = None
         if model is not None and n:
-            decision = learned_decision(self.space, model, self.config, exclude=np.flatnonzero(net < 0))
+            decision = learned_decision(self.space, model, self.config, exclude=rejected_rows)
             learned = calibrate(decision, self.config)
             weight = n_positive / (n_positive + self.config.prior_strength[resolution.kind])
             score = (1.0 - weight) * prior + weight * learned
@@ -286,7 +289,6 @@ class KeywordScorer:
             score = prior * (1.0 - similarity_to(self.space, rejected, self.config))
         else:
             score = prior.copy()
-        judged = self.net_votes(votes, judged=True).astype(bool)
         scores = KeywordScores(resolution, score, prior, learned, net, judged, model, votes, n_examples, decision)
         self._last = (key, scores)
         return scores
