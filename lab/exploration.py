@@ -4,27 +4,33 @@ When the vocabulary has no (or only wrong) evidence for a word, the user has
 to find the first example. :class:`Explorer` proposes pages that make that
 quick:
 
-* **typical images of distinct groups**: a seeded sample of the collection
-  (``pool_size`` images, so the cost does not grow with the collection) is
-  clustered with spherical k-means (faiss, k-means++ seeds); a page shows the image closest to the
-  centre of each of several clusters, so every image stands for many like it;
+* **typical images of distinct groups, broad ones first**: a seeded sample
+  of the collection (``pool_size`` images, so the cost does not grow with the
+  collection) is clustered twice with spherical k-means (faiss, k-means++
+  seeds): into a few broad groups (``n_first``), then into many finer ones
+  (``n_clusters``). The first images to judge are the most typical of each
+  broad group, so in a collection where everything looks alike (a folder of
+  flowers) the first page already shows each kind; then come the finer
+  groups. Every image shown stands for many like it;
 * **groups ImageNet cannot name first**: a word outside the vocabulary most
   likely names something the network has no class for, so clusters are
   taken in order of how unsure the network is about their images (one minus
   the top class probability). On Caltech-101, images of the classes ImageNet
   does not cover make up 40% of the collection but 73% of its 20% most
   uncertain images;
-* **away from what was rejected**: clusters holding an image already judged
-  or shown come last.
+* **away from what was rejected**: a group holding an image already judged
+  or shown (at that level) gives no further image.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from .vectors import read_rows, unit_rows
 
-__all__ = ["Explorer", "ImageGroups"]
+__all__ = ["ClusterLevel", "Explorer", "ImageGroups"]
 
 
 def _kmeans_plus_plus(points: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -59,38 +65,73 @@ def _spherical_centres(points: np.ndarray, n_clusters: int, rng: np.random.Gener
     return unit_rows(kmeans.centroids)
 
 
+@dataclass
+class ClusterLevel:
+    """One clustering of the explorer's pool: centres, each pooled row's cluster and how typical it is, and the order clusters are visited in."""
+
+    centroids: np.ndarray  # (n_clusters, d), unit rows
+    cluster: np.ndarray  # cluster of each pooled row
+    centrality: np.ndarray  # cosine of each pooled row with its cluster's centre
+    order: np.ndarray  # clusters, least familiar to the network first (then larger first)
+
+    @classmethod
+    def fit(cls, points: np.ndarray, n_clusters: int, doubt_of_point: np.ndarray, rng: np.random.Generator, seed: int) -> "ClusterLevel":
+        """Spherical k-means of unit ``points`` (at least 3 points a cluster); ``doubt_of_point`` orders the clusters."""
+        n_clusters = min(n_clusters, len(points) // 3)
+        if n_clusters <= 1:
+            centroids = points.mean(axis=0, keepdims=True) if len(points) else np.zeros((0, points.shape[1]), np.float32)
+            cluster = np.zeros(len(points), np.int64)
+        else:
+            centroids = _spherical_centres(points, n_clusters, rng, seed)
+            cluster = (points @ centroids.T).argmax(axis=1)
+        centrality = np.einsum("ij,ij->i", points, centroids[cluster]) if len(points) else np.zeros(0)
+        sizes = np.bincount(cluster, minlength=len(centroids))
+        doubt = np.bincount(cluster, weights=doubt_of_point, minlength=len(centroids)) / np.maximum(sizes, 1)
+        return cls(centroids, cluster, centrality, np.lexsort((-sizes, -doubt)))
+
+    def candidates(self, members: np.ndarray) -> np.ndarray:
+        """The most central of ``members`` (pool positions) in each cluster, clusters in visiting order."""
+        by_cluster = members[np.lexsort((-self.centrality[members], self.cluster[members]))]
+        first = by_cluster[np.r_[True, np.diff(self.cluster[by_cluster]) != 0]] if len(by_cluster) else by_cluster
+        rank = np.empty(len(self.centroids), np.int64)
+        rank[self.order] = np.arange(len(self.centroids))
+        return first[np.argsort(rank[self.cluster[first]], kind="stable")]
+
+
 class Explorer:
-    """Proposes varied, typical images from the groups of a collection the network is least sure about.
+    """Proposes varied, typical images: the broad groups of a collection first, then finer groups the network is least sure about.
 
     Parameters
     ----------
     pool_size : int
         Images sampled from the collection to cluster.
     n_clusters : int
-        Groups to find (fewer in a small collection: at least 3 images
+        Finer groups (fewer in a small collection: at least 3 images
         each). About as many as a user would page through while looking for
         a first example; on Caltech-101, 100 groups found more first
         examples than 40, 66 or 230.
+    n_first : int
+        Broad groups visited first (0: none). Measured with
+        ``scripts/evaluate_collections.py`` and look-alike collections whose
+        words the vocabulary does not know: 10 to 20 broad groups put an image
+        of every one of twelve animals on the first page where the finer
+        groups alone reached eight.
     seed : int
 
     Attributes
     ----------
     pool_ : ndarray of int
         Sampled rows.
-    cluster_ : ndarray of int
-        Cluster of each pooled row.
-    centrality_ : ndarray of float
-        Cosine of each pooled row with its cluster's centre.
-    cluster_order_ : ndarray of int
-        Clusters, least familiar to the network first.
-    centroids_ : ndarray of shape (n_clusters, d)
+    levels_ : list of ClusterLevel
+        The broad clustering (when ``n_first`` > 0), then the finer one.
     points_ : ndarray of shape (n_pool, d)
         The pooled rows' unit vectors.
     """
 
-    def __init__(self, pool_size: int = 4000, n_clusters: int = 100, seed: int = 0):
+    def __init__(self, pool_size: int = 4000, n_clusters: int = 100, n_first: int = 15, seed: int = 0):
         self.pool_size = pool_size
         self.n_clusters = n_clusters
+        self.n_first = n_first
         self.seed = seed
 
     def fit(self, vectors: np.ndarray, class_probabilities: np.ndarray | None = None) -> "Explorer":
@@ -103,61 +144,53 @@ class Explorer:
         rng = np.random.default_rng(self.seed)
         self.pool_ = _seeded_pool(len(vectors), self.pool_size, rng)
         points = unit_rows(vectors[self.pool_])
-        n_clusters = min(self.n_clusters, len(points) // 3)
-        if n_clusters <= 1:
-            self.centroids_ = points.mean(axis=0, keepdims=True) if len(points) else np.zeros((0, vectors.shape[1]), np.float32)
-            self.cluster_ = np.zeros(len(points), np.int64)
-        else:
-            self.centroids_ = _spherical_centres(points, n_clusters, rng, self.seed)
-            self.cluster_ = (points @ self.centroids_.T).argmax(axis=1)
-        self.centrality_ = np.einsum("ij,ij->i", points, self.centroids_[self.cluster_]) if len(points) else np.zeros(0)
-        n_clusters = len(self.centroids_)
-        sizes = np.bincount(self.cluster_, minlength=n_clusters)
         if class_probabilities is not None and len(points):
-            top_probability = read_rows(class_probabilities, self.pool_).max(axis=1).astype(np.float64)
-            doubt = np.bincount(self.cluster_, weights=1.0 - top_probability, minlength=n_clusters)
-            doubt = doubt / np.maximum(sizes, 1)
+            doubt = 1.0 - read_rows(class_probabilities, self.pool_).max(axis=1).astype(np.float64)
         else:
-            doubt = np.zeros(n_clusters)
-        self.cluster_order_ = np.lexsort((-sizes, -doubt))
+            doubt = np.zeros(len(points))
+        sizes = ([self.n_first] if 0 < self.n_first < self.n_clusters else []) + [self.n_clusters]
+        self.levels_ = [ClusterLevel.fit(points, n, doubt, rng, self.seed) for n in sizes]
         self.points_ = points
         return self
 
     def propose(self, k: int, avoid: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """``k`` rows to show, none of them in ``avoid``.
+        """``k`` rows to show, none of them in ``avoid``, in an order that does not depend on ``k``.
 
-        One image per cluster, the one nearest its centre: first from clusters
-        that no avoided image belongs to (least familiar first), then from
-        the rest. An image closer to one already on the page than to its own
-        cluster's centre (or than the median image to its centre) is passed
-        over. Once every cluster has given one, the page is completed with the
-        images least like any on it (farthest-point sampling).
+        Level by level (broad groups, then finer ones), one image per group,
+        the one nearest its centre, least familiar groups first; a group
+        that holds an avoided image or one already proposed (at that level)
+        is passed over, and so is an image closer to one already proposed
+        than to its own group's centre (or than the median image to its
+        centre). Once every group has given one, the page is completed with
+        the images least like any on it (farthest-point sampling).
         """
         avoid = np.asarray(avoid, np.int64)
         available = ~np.isin(self.pool_, avoid)
         if k <= 0 or not available.any():
             return np.zeros(0, np.int64)
-        touched = np.zeros(len(self.centroids_), bool)
-        if len(avoid):
-            touched[(unit_rows(vectors[np.sort(avoid)]) @ self.centroids_.T).argmax(axis=1)] = True
-        # rank clusters: untouched before touched, then by familiarity order
-        rank_of_cluster = np.empty(len(self.centroids_), np.int64)
-        rank_of_cluster[self.cluster_order_] = np.arange(len(self.centroids_))
-        rank_of_cluster += touched * len(self.centroids_)
         members = np.flatnonzero(available)
-        # the most central available member of each cluster, clusters in rank order
-        order = members[np.lexsort((-self.centrality_[members], self.cluster_[members]))]
-        first = order[np.r_[True, np.diff(self.cluster_[order]) != 0]]
-        first = first[np.argsort(rank_of_cluster[self.cluster_[first]], kind="stable")]
-        # skip images closer to one already picked than to their own group's centre, or than a typical
-        # image to its centre (crops of one photo, say, even if k-means split them into groups of their own)
-        limit = np.minimum(self.centrality_, np.median(self.centrality_))
+        avoided = unit_rows(vectors[np.sort(avoid)]) if len(avoid) else None
+        covered = []
+        for level in self.levels_:
+            hit = np.zeros(len(level.centroids), bool)
+            if avoided is not None:
+                hit[(avoided @ level.centroids.T).argmax(axis=1)] = True
+            covered.append(hit)
         picked: list[int] = []
-        for member in first:
-            if len(picked) == k:
-                break
-            if not picked or float((self.points_[picked] @ self.points_[member]).max()) <= limit[member]:
+        for level, hit in zip(self.levels_, covered):
+            # skip images closer to one already picked than to their own group's centre, or than a typical
+            # image to its centre (crops of one photo, say, even if k-means split them into groups of their own)
+            limit = np.minimum(level.centrality, np.median(level.centrality))
+            for member in level.candidates(members):
+                if len(picked) == k:
+                    break
+                if hit[level.cluster[member]] or member in picked:
+                    continue
+                if picked and float((self.points_[picked] @ self.points_[member]).max()) > limit[member]:
+                    continue
                 picked.append(int(member))
+                for other, other_hit in zip(self.levels_, covered):
+                    other_hit[other.cluster[member]] = True
         if len(picked) < k:
             rest = np.setdiff1d(members, picked)
             closeness = (self.points_[rest] @ self.points_[picked].T).max(axis=1) if picked else np.full(len(rest), -np.inf)

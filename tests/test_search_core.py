@@ -215,6 +215,24 @@ def test_explorer_shows_one_image_per_group_away_from_avoided_ones():
     assert not set(again) & set(avoid) and group[shown[0]] not in set(group[again])
 
 
+def test_explorer_shows_the_broad_groups_before_finer_ones():
+    """Three kinds of image, each in four finer groups; one kind has twice as many images as the others."""
+    rng = np.random.default_rng(1)
+    kinds = 4.0 * rng.normal(size=(3, D))
+    finer = np.repeat(kinds, 4, axis=0) + 1.5 * rng.normal(size=(12, D))
+    sizes = np.r_[np.full(4, 40), np.full(8, 20)]
+    group = np.repeat(np.arange(12), sizes)
+    vectors = (finer[group] + 0.05 * rng.normal(size=(len(group), D))).astype(np.float32)
+    kind = group // 4
+    broad_first = Explorer(pool_size=1000, n_clusters=12, n_first=3).fit(vectors)
+    shown = broad_first.propose(3, np.zeros(0, np.int64), vectors)
+    assert sorted(kind[shown].tolist()) == [0, 1, 2]  # one image of each kind first
+    assert sorted(group[broad_first.propose(12, np.zeros(0, np.int64), vectors)].tolist()) == list(range(12))  # then every finer group
+    # without the broad level, the largest finer groups come first: all of one kind
+    finer_only = Explorer(pool_size=1000, n_clusters=12, n_first=0).fit(vectors)
+    assert set(kind[finer_only.propose(3, np.zeros(0, np.int64), vectors)].tolist()) == {0}
+
+
 def test_image_groups_gather_look_alikes():
     group, vectors = _six_groups()
     groups = ImageGroups(group_size=30, pool_size=1000).fit(vectors)

@@ -37,6 +37,19 @@ def test_rejected_daisies_stop_coming_for_dandelion(flower_photos, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_word_nothing_is_known_about_shows_every_species_on_the_first_page(flower_photos, tmp_path):
+    col, labels, _ = flower_photos
+    label = labels.reindex(col.paths).to_numpy()
+    with col.scratch_feedback():
+        page = SearchSession(col, "zorblet", page_size=20).next_page()
+    assert page.attrs["kind"] == "unknown" and len(page) == 20
+    # the broad groups of the collection first: five species, each at least twice (the finer groups
+    # alone, least familiar first, showed one sunflower)
+    counts = pd.Series(label[page["id"]]).value_counts()
+    assert len(counts) == 5 and counts.min() >= 2
+
+
+@pytest.mark.slow
 def test_every_flower_is_found_by_the_second_page(flower_photos, tmp_path):
     from lab.evaluation import evaluate
 

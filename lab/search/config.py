@@ -82,8 +82,11 @@ class SearchConfig:
     example_limit : int
         When only rejections are known, images are pushed down by their
         likeness to the latest this many rejected ones.
-    explore_pool_size, explore_n_clusters : int
-        Passed to :class:`lab.exploration.Explorer` (``pool_size``, ``n_clusters``).
+    explore_pool_size, explore_n_clusters, explore_first_clusters : int
+        Passed to :class:`lab.exploration.Explorer` (``pool_size``,
+        ``n_clusters``, ``n_first``): images to judge come from the most
+        typical image of each of ``explore_first_clusters`` broad groups, then
+        of ``explore_n_clusters`` finer ones.
     group_size : int
         Images per group of look-alikes (:class:`lab.exploration.ImageGroups`,
         fitted on ``explore_pool_size`` images) over which a doubted prior is spread.
@@ -114,6 +117,7 @@ class SearchConfig:
     example_limit: int = 32
     explore_pool_size: int = 4000
     explore_n_clusters: int = 100
+    explore_first_clusters: int = 15
     group_size: int = 30
     spread_share: float = 0.5
     spread_pool: int = 2000
