@@ -85,6 +85,9 @@ class TermClassifier:
         At most this many examples per side enter the logistic regression
         (evenly spaced through them), which bounds a refit's cost; Rocchio's
         means use them all.
+    keep_rocchio : bool
+        Add the logistic direction to Rocchio's instead of replacing it (what
+        ``lab`` did before ``C=10``; kept to measure against).
 
     Attributes
     ----------
@@ -105,11 +108,12 @@ class TermClassifier:
     True
     """
 
-    def __init__(self, negative_weight: float = 0.25, C: float = 10.0, min_judgments: int = 3, max_judgments: int = 150):
+    def __init__(self, negative_weight: float = 0.25, C: float = 10.0, min_judgments: int = 3, max_judgments: int = 150, keep_rocchio: bool = False):
         self.negative_weight = negative_weight
         self.C = C
         self.min_judgments = min_judgments
         self.max_judgments = max_judgments
+        self.keep_rocchio = keep_rocchio
 
     def fit(self, positives: np.ndarray, negatives: np.ndarray | None = None) -> "TermClassifier":
         """Fit on relevant vectors (at least one) and, optionally, non-relevant ones."""
@@ -133,7 +137,11 @@ class TermClassifier:
             target = np.r_[np.ones(len(sides[0])), np.zeros(len(sides[1]))]
             # class-balanced: each side weighs as much in total, whatever its count
             weight = np.r_[np.full(len(sides[0]), 0.5 / len(sides[0])), np.full(len(sides[1]), 0.5 / len(sides[1]))] * len(target)
-            direction = logistic_direction(features, target, weight, self.C)
+            logistic = logistic_direction(features, target, weight, self.C)
+            if self.keep_rocchio:  # the sum of both directions (the model before issue 8)
+                logistic = logistic + direction
+                logistic = logistic / max(float(np.linalg.norm(logistic)), 1e-12)
+            direction = logistic
         self.coef_ = direction.astype(np.float32)
         self.intercept_ = 0.0
         self.n_positive_, self.n_negative_ = len(positives), n_negative

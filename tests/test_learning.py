@@ -49,6 +49,15 @@ def test_logistic_direction_joins_only_with_judgments_both_ways(grouped):
     assert np.linalg.norm(both.coef_) == pytest.approx(1.0, abs=1e-5)
     scores = both.decision_function(vectors)
     assert scores[groups == 0].min() > scores[np.isin(groups, [1, 2])].max()
+    # with three judgments each way the direction is the logistic regression's alone (C=10) ...
+    target = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+    weight = np.r_[np.full(len(positives), 0.5 / len(positives)), np.full(len(negatives), 0.5 / len(negatives))] * len(target)
+    logistic = logistic_direction(np.vstack([positives, negatives]).astype(np.float64), target, weight, C=10.0)
+    np.testing.assert_allclose(both.coef_, logistic, atol=1e-6)
+    # ... or, with keep_rocchio (the model before issue 8), its sum with Rocchio's
+    rocchio_all = positives.mean(axis=0) - 0.25 * negatives.mean(axis=0)
+    summed = rocchio_all / np.linalg.norm(rocchio_all) + logistic_direction(np.vstack([positives, negatives]).astype(np.float64), target, weight, C=1.0)
+    np.testing.assert_allclose(TermClassifier(C=1.0, keep_rocchio=True).fit(positives, negatives).coef_, summed / np.linalg.norm(summed), atol=1e-6)
 
 
 @pytest.mark.parametrize("C", [0.1, 1.0, 10.0])

@@ -47,11 +47,12 @@ class SearchConfig:
     pca_threshold : int
         Above this many images, word models score PCA-reduced embeddings.
     pca_dimensions : int
-        Principal axes kept above ``pca_threshold``: 128 learn words within
-        noise of 256 and of the full embeddings on Caltech-101 and
-        flower_photos_600, 64 lose teach-once precision
-        (``results/evaluation_pca.md``); 128 float32 values are 512 MB per
-        million images (``results/bench_search_scaling.md``).
+        Principal axes kept above ``pca_threshold``: 128 learn words about as
+        well as 256 and the full embeddings (found in 4 pages on Caltech-101
+        48.2 / 49.4 / 49.6, on flower_photos_600 63.4 / 63.4 / 62.6), 64 lose
+        teach-once precision (``results/evaluation_pca.md``); 128 float32
+        values are 512 MB per million images
+        (``results/bench_search_scaling.md``).
     pca_sample : int
         Images sampled (seeded) to fit the principal axes.
     calibration_sample : int
@@ -79,6 +80,12 @@ class SearchConfig:
         vocabulary's evidence and the rest explores (``explore=True``); each
         rejected image also lowers the weight of the classes that put it
         forward by ``trust / (trust + its probability mass on them)``.
+    logistic_C, keep_rocchio :
+        Passed to :class:`lab.term_model.TermClassifier` (``C``,
+        ``keep_rocchio``): with three judgments each way a word's direction is
+        a logistic regression's (``C=10``); ``keep_rocchio=True, logistic_C=1``
+        is the model before issue 8 (``results/evaluation_design_choices.md``
+        compares them).
     example_limit : int
         When only rejections are known, images are pushed down by their
         likeness to the latest this many rejected ones.
@@ -114,6 +121,8 @@ class SearchConfig:
     prior_strength: Mapping[str, float] = field(default_factory=lambda: _PRIOR_STRENGTH)
     prior_trust: Mapping[str, float] = field(default_factory=lambda: _PRIOR_TRUST)
     prior_doubt: Mapping[str, float] = field(default_factory=lambda: _PRIOR_DOUBT)
+    logistic_C: float = 10.0
+    keep_rocchio: bool = False
     example_limit: int = 32
     explore_pool_size: int = 4000
     explore_n_clusters: int = 100

@@ -259,7 +259,7 @@ class KeywordScorer:
         model = None
         if positives:
             negatives = np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list()) if (votes["net"] < 0).any() else None
-            model = TermClassifier().fit(np.vstack(positives), negatives)
+            model = TermClassifier(C=self.config.logistic_C, keep_rocchio=self.config.keep_rocchio).fit(np.vstack(positives), negatives)
         result = (model, votes, len(examples))
         self._models[term] = (key, result)
         return result
