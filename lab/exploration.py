@@ -7,7 +7,7 @@ quick:
 * **typical images of distinct groups, broad ones first**: a seeded sample
   of the collection (``pool_size`` images, so the cost does not grow with the
   collection) is clustered twice with spherical k-means (faiss, k-means++
-  seeds): into a few broad groups (``n_first``), then into many finer ones
+  seeds): into a few broad groups (``n_broad``), then into many finer ones
   (``n_clusters``). The first images to judge are the most typical of each
   broad group, so in a collection where everything looks alike (a folder of
   flowers) the first page already shows each kind; then come the finer
@@ -24,13 +24,13 @@ quick:
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from .vectors import read_rows, unit_rows
 
-__all__ = ["ClusterLevel", "Explorer", "ImageGroups"]
+__all__ = ["Explorer", "ImageGroups"]
 
 
 def _kmeans_plus_plus(points: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,20 +66,31 @@ def _spherical_centres(points: np.ndarray, n_clusters: int, rng: np.random.Gener
 
 
 @dataclass
-class ClusterLevel:
-    """One clustering of the explorer's pool: centres, each pooled row's cluster and how typical it is, and the order clusters are visited in."""
+class _ClusterLevel:
+    """One clustering of the explorer's pool.
 
-    centroids: np.ndarray  # (n_clusters, d), unit rows
-    cluster: np.ndarray  # cluster of each pooled row
-    centrality: np.ndarray  # cosine of each pooled row with its cluster's centre
-    order: np.ndarray  # clusters, least familiar to the network first (then larger first)
+    Attributes
+    ----------
+    centroids : ndarray of shape (n_clusters, d)
+        Unit centres.
+    cluster : ndarray of int
+        Cluster of each pooled row.
+    centrality : ndarray of float
+        Cosine of each pooled row with its cluster's centre.
+    order : ndarray of int
+        Clusters in visiting order: least familiar to the network first, then larger first.
+    """
+
+    centroids: np.ndarray
+    cluster: np.ndarray
+    centrality: np.ndarray
+    order: np.ndarray
 
     @classmethod
-    def fit(cls, points: np.ndarray, n_clusters: int, doubt_of_point: np.ndarray, rng: np.random.Generator, seed: int) -> "ClusterLevel":
-        """Spherical k-means of unit ``points`` (at least 3 points a cluster); ``doubt_of_point`` orders the clusters."""
-        n_clusters = min(n_clusters, len(points) // 3)
+    def from_points(cls, points: np.ndarray, n_clusters: int, doubt_of_point: np.ndarray, rng: np.random.Generator, seed: int) -> "_ClusterLevel":
+        """Spherical k-means of unit ``points`` into ``n_clusters`` (callers keep 3 points a cluster); ``doubt_of_point`` orders the clusters."""
         if n_clusters <= 1:
-            centroids = points.mean(axis=0, keepdims=True) if len(points) else np.zeros((0, points.shape[1]), np.float32)
+            centroids = unit_rows(points.mean(axis=0, keepdims=True)) if len(points) else np.zeros((0, points.shape[1]), np.float32)
             cluster = np.zeros(len(points), np.int64)
         else:
             centroids = _spherical_centres(points, n_clusters, rng, seed)
@@ -110,10 +121,12 @@ class Explorer:
         each). About as many as a user would page through while looking for
         a first example; on Caltech-101, 100 groups found more first
         examples than 40, 66 or 230.
-    n_first : int
-        Broad groups visited first (0: none). On twelve Caltech-101 animals
-        searched under made-up names, 15 broad groups put an image of every
-        animal on the first page where the finer groups alone reached eight
+    n_broad : int
+        Broad groups visited first (0, or not fewer than the finer groups:
+        none). On twelve Caltech-101 animals searched under made-up names,
+        15 broad groups put an image of every animal on the first page where
+        the finer groups alone reached eight; on Caltech-101's own words the
+        first level costs about a page of finer, unfamiliar groups
         (``results/evaluation_design_choices.md``).
     seed : int
 
@@ -121,16 +134,25 @@ class Explorer:
     ----------
     pool_ : ndarray of int
         Sampled rows.
-    levels_ : list of ClusterLevel
-        The broad clustering (when ``n_first`` > 0), then the finer one.
+    levels_ : list
+        The broad clustering (when there is one), then the finer one; the
+        finer one does not depend on ``n_broad``.
     points_ : ndarray of shape (n_pool, d)
         The pooled rows' unit vectors.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> vectors = np.repeat(rng.normal(size=(4, 8)), 30, axis=0) + 0.01 * rng.normal(size=(120, 8))
+    >>> explorer = Explorer(n_clusters=8, n_broad=4).fit(vectors)
+    >>> sorted(int(row) // 30 for row in explorer.propose(4, np.zeros(0, np.int64), vectors))
+    [0, 1, 2, 3]
     """
 
-    def __init__(self, pool_size: int = 4000, n_clusters: int = 100, n_first: int = 15, seed: int = 0):
+    def __init__(self, pool_size: int = 4000, n_clusters: int = 100, n_broad: int = 15, seed: int = 0):
         self.pool_size = pool_size
         self.n_clusters = n_clusters
-        self.n_first = n_first
+        self.n_broad = n_broad
         self.seed = seed
 
     def fit(self, vectors: np.ndarray, class_probabilities: np.ndarray | None = None) -> "Explorer":
@@ -147,43 +169,63 @@ class Explorer:
             doubt = 1.0 - read_rows(class_probabilities, self.pool_).max(axis=1).astype(np.float64)
         else:
             doubt = np.zeros(len(points))
-        sizes = ([self.n_first] if 0 < self.n_first < self.n_clusters else []) + [self.n_clusters]
-        self.levels_ = [ClusterLevel.fit(points, n, doubt, rng, self.seed) for n in sizes]
+        n_fine, n_broad = (min(n, len(points) // 3) for n in (self.n_clusters, self.n_broad))
+        self.levels_ = [_ClusterLevel.from_points(points, n_fine, doubt, rng, self.seed)]
+        if 0 < n_broad < n_fine:  # its own generator, so the finer groups are the same with or without it
+            self.levels_.insert(0, _ClusterLevel.from_points(points, n_broad, doubt, np.random.default_rng([self.seed, 1]), self.seed))
         self.points_ = points
         return self
 
     def propose(self, k: int, avoid: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """``k`` rows to show, none of them in ``avoid``, in an order that does not depend on ``k``.
+        """Rows to show, in an order that does not depend on ``k`` (a longer list starts with the shorter one).
 
         Level by level (broad groups, then finer ones), one image per group,
         the one nearest its centre, least familiar groups first; a group
         that holds an avoided image or one already proposed (at that level)
         is passed over, and so is an image closer to one already proposed
         than to its own group's centre (or than the median image to its
-        centre). Once every group has given one, the page is completed with
-        the images least like any on it (farthest-point sampling).
+        centre). Then the finer groups passed over for an avoided image, in
+        the same order; then the pooled images least like any avoided or
+        proposed (farthest-point sampling); then, once the pool is used up,
+        the other rows in a seeded random order.
+
+        Parameters
+        ----------
+        k : int
+            Rows wanted.
+        avoid : ndarray of int
+            Rows never to propose (judged or already shown).
+        vectors : ndarray of shape (n_images, d)
+            The vectors the explorer was fitted on.
+
+        Returns
+        -------
+        ndarray of int
+            Up to ``k`` rows, none in ``avoid``.
         """
         avoid = np.asarray(avoid, np.int64)
         available = ~np.isin(self.pool_, avoid)
-        if k <= 0 or not available.any():
-            return np.zeros(0, np.int64)
+        picked: list[int] = []
         members = np.flatnonzero(available)
-        avoided = unit_rows(vectors[np.sort(avoid)]) if len(avoid) else None
+        avoided = unit_rows(vectors[np.sort(avoid)]) if len(avoid) else np.zeros((0, self.points_.shape[1]), np.float32)
         covered = []
         for level in self.levels_:
             hit = np.zeros(len(level.centroids), bool)
-            if avoided is not None:
+            if len(avoided) and len(level.centroids):
                 hit[(avoided @ level.centroids.T).argmax(axis=1)] = True
             covered.append(hit)
-        picked: list[int] = []
-        for level, hit in zip(self.levels_, covered):
+        # every level's groups not touched yet, then the finer groups passed over for an avoided image
+        passes = list(zip(self.levels_, covered)) + [(self.levels_[-1], None)]
+        for level, hit in passes:
             # skip images closer to one already picked than to their own group's centre, or than a typical
             # image to its centre (crops of one photo, say, even if k-means split them into groups of their own)
             limit = np.minimum(level.centrality, np.median(level.centrality))
             for member in level.candidates(members):
-                if len(picked) == k:
+                if len(picked) >= k:
                     break
-                if hit[level.cluster[member]] or member in picked:
+                if hit is not None and hit[level.cluster[member]]:
+                    continue
+                if hit is None and member in picked:
                     continue
                 if picked and float((self.points_[picked] @ self.points_[member]).max()) > limit[member]:
                     continue
@@ -192,13 +234,19 @@ class Explorer:
                     other_hit[other.cluster[member]] = True
         if len(picked) < k:
             rest = np.setdiff1d(members, picked)
-            closeness = (self.points_[rest] @ self.points_[picked].T).max(axis=1) if picked else np.full(len(rest), -np.inf)
+            seen = np.vstack([avoided, self.points_[picked]])
+            closeness = (self.points_[rest] @ seen.T).max(axis=1) if len(seen) else np.full(len(rest), -np.inf)
             for _ in range(min(k - len(picked), len(rest))):
                 pick = int(np.argmin(closeness))
                 picked.append(int(rest[pick]))
                 closeness = np.maximum(closeness, self.points_[rest] @ self.points_[rest[pick]])
                 closeness[pick] = np.inf
-        return self.pool_[np.asarray(picked, np.int64)]
+        rows = self.pool_[np.asarray(picked, np.int64)]
+        if len(rows) < k and len(vectors) > len(self.pool_):
+            outside = np.random.default_rng([self.seed, 2]).permutation(len(vectors))
+            outside = outside[~np.isin(outside, self.pool_) & ~np.isin(outside, avoid)]
+            rows = np.concatenate([rows, outside[: k - len(rows)]])
+        return rows[: max(k, 0)]
 
 
 class ImageGroups:

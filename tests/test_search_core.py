@@ -21,6 +21,7 @@ from lab.feedback import FeedbackError, FeedbackStore
 from lab.search import SearchConfig, SearchEngine
 from lab.search.keywords import KeywordScores, calibrate
 from lab.search.ranking import eligible_rows, exploring_page, filled_page, interleave, prior_share, ranked_page, spread
+from lab.vectors import unit_rows
 from lab.vocabulary import Resolution, load_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,13 +225,37 @@ def test_explorer_shows_the_broad_groups_before_finer_ones():
     group = np.repeat(np.arange(12), sizes)
     vectors = (finer[group] + 0.05 * rng.normal(size=(len(group), D))).astype(np.float32)
     kind = group // 4
-    broad_first = Explorer(pool_size=1000, n_clusters=12, n_first=3).fit(vectors)
+    broad_first = Explorer(pool_size=1000, n_clusters=12, n_broad=3).fit(vectors)
     shown = broad_first.propose(3, np.zeros(0, np.int64), vectors)
     assert sorted(kind[shown].tolist()) == [0, 1, 2]  # one image of each kind first
     assert sorted(group[broad_first.propose(12, np.zeros(0, np.int64), vectors)].tolist()) == list(range(12))  # then every finer group
     # without the broad level, the largest finer groups come first: all of one kind
-    finer_only = Explorer(pool_size=1000, n_clusters=12, n_first=0).fit(vectors)
+    finer_only = Explorer(pool_size=1000, n_clusters=12, n_broad=0).fit(vectors)
     assert set(kind[finer_only.propose(3, np.zeros(0, np.int64), vectors)].tolist()) == {0}
+
+
+def test_explorer_order_does_not_depend_on_how_many_rows_are_asked_for():
+    group, vectors = _six_groups()
+    explorer = Explorer(pool_size=100, n_clusters=6, n_broad=2).fit(vectors)  # 100 of 180 rows pooled
+    for avoid in (np.zeros(0, np.int64), np.array([0, 1, 31, 150])):
+        longest = explorer.propose(180, avoid, vectors)
+        # past the groups, the pool by farthest-point sampling, past the pool the other rows: every row once
+        assert len(longest) == 180 - len(avoid) and len(set(longest.tolist())) == len(longest) and not set(longest) & set(avoid)
+        for k in (1, 2, 5, 6, 7, 20, 99, 100, 101, 150):
+            assert explorer.propose(k, avoid, vectors).tolist() == longest[:k].tolist()
+
+
+def test_explorer_goes_back_to_the_typical_image_of_groups_already_touched():
+    group, vectors = _six_groups()
+    explorer = Explorer(pool_size=1000, n_clusters=6, n_broad=0).fit(vectors)
+    # one image of every group was judged: the groups are still shown by their most typical image,
+    # not by whatever pooled row comes first
+    avoid = np.array([int(np.flatnonzero(group == g)[-1]) for g in range(6)])
+    again = explorer.propose(6, avoid, vectors)
+    assert sorted(group[again].tolist()) == list(range(6))
+    centres = np.stack([vectors[group == g].mean(axis=0) for g in range(6)])
+    typical = [int(np.argmax(unit_rows(vectors[group == g]) @ unit_rows(centres[g : g + 1])[0])) + 30 * g for g in range(6)]
+    assert len(set(again.tolist()) & set(typical)) >= 5
 
 
 def test_image_groups_gather_look_alikes():

@@ -50,7 +50,7 @@ class SearchConfig:
         Principal axes kept above ``pca_threshold``: 128 learn words about as
         well as 256 and the full embeddings (found in 4 pages on Caltech-101
         48.2 / 49.4 / 49.6, on flower_photos_600 63.4 / 63.4 / 62.6), 64 lose
-        teach-once precision (``results/evaluation_pca.md``); 128 float32
+        teach-once precision on Caltech-101 (``results/evaluation_pca.md``); 128 float32
         values are 512 MB per million images
         (``results/bench_search_scaling.md``).
     pca_sample : int
@@ -80,20 +80,22 @@ class SearchConfig:
         vocabulary's evidence and the rest explores (``explore=True``); each
         rejected image also lowers the weight of the classes that put it
         forward by ``trust / (trust + its probability mass on them)``.
-    logistic_C, keep_rocchio :
-        Passed to :class:`lab.term_model.TermClassifier` (``C``,
-        ``keep_rocchio``): with three judgments each way a word's direction is
-        a logistic regression's (``C=10``); ``keep_rocchio=True, logistic_C=1``
-        is the model before issue 8 (``results/evaluation_design_choices.md``
-        compares them).
+    logistic_C : float
+        Inverse regularisation of a word's logistic regression
+        (:class:`lab.term_model.TermClassifier` ``C``).
+    keep_rocchio : bool
+        Add the logistic direction to Rocchio's instead of replacing it
+        (``TermClassifier(keep_rocchio=True)``; with ``logistic_C=1`` the
+        model before issue 8, which ``results/evaluation_design_choices.md``
+        compares with the default).
     example_limit : int
         When only rejections are known, images are pushed down by their
         likeness to the latest this many rejected ones.
-    explore_pool_size, explore_n_clusters, explore_first_clusters : int
+    explore_pool_size, explore_n_clusters, explore_n_broad : int
         Passed to :class:`lab.exploration.Explorer` (``pool_size``,
-        ``n_clusters``, ``n_first``): images to judge come from the most
-        typical image of each of ``explore_first_clusters`` broad groups, then
-        of ``explore_n_clusters`` finer ones.
+        ``n_clusters``, ``n_broad``): images to judge come from the most
+        typical image of each of ``explore_n_broad`` broad groups, then of
+        ``explore_n_clusters`` finer ones.
     group_size : int
         Images per group of look-alikes (:class:`lab.exploration.ImageGroups`,
         fitted on ``explore_pool_size`` images) over which a doubted prior is spread.
@@ -126,7 +128,7 @@ class SearchConfig:
     example_limit: int = 32
     explore_pool_size: int = 4000
     explore_n_clusters: int = 100
-    explore_first_clusters: int = 15
+    explore_n_broad: int = 15
     group_size: int = 30
     spread_share: float = 0.5
     spread_pool: int = 2000

@@ -95,7 +95,7 @@ class SearchEngine:
         """``k`` varied, typical rows, none in ``avoid``, from groups unlike those rows (:class:`lab.exploration.Explorer`)."""
         vectors = self.scoring_space().vectors_
         if self._explorer is None:
-            self._explorer = Explorer(self.config.explore_pool_size, self.config.explore_n_clusters, self.config.explore_first_clusters).fit(vectors, self.class_probabilities)
+            self._explorer = Explorer(pool_size=self.config.explore_pool_size, n_clusters=self.config.explore_n_clusters, n_broad=self.config.explore_n_broad).fit(vectors, self.class_probabilities)
         return self._explorer.propose(k, avoid, vectors)
 
     def groups_of(self, rows: np.ndarray) -> np.ndarray:
