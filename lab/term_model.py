@@ -1,30 +1,31 @@
 """What a word means in this collection, learned from judgments and examples.
 
 :class:`TermClassifier` is a direction in embedding space; scoring a
-collection stays one matrix-vector product. With relevant examples only (a
-taught image), it is Rocchio's relevance-feedback model on unit-length
-embeddings: the direction of the mean relevant example (minus a fraction of
-the mean non-relevant one, when there are some but fewer than
-``min_judgments``), fitted in closed form. Once a word has judgments both
-ways, it is the direction of a class-balanced logistic regression (relevant
-against non-relevant).
+collection stays one matrix-vector product. Until a word has
+``min_judgments`` judgments each way (a taught image, a first judged page),
+it is Rocchio's relevance-feedback model on unit-length embeddings: the
+direction of the mean relevant example minus a fraction of the mean
+non-relevant one, fitted in closed form. From then on it is the direction of
+a class-balanced logistic regression (relevant against non-relevant).
 
 What it reaches is in ``results/evaluation_*.md`` (written by
 ``scripts/evaluate_collections.py``). The design was chosen by runs of the
 simulated user across Caltech-101, flower_photos_600 and two look-alike
-subsets of Caltech-101 (the README's design notes keep the figures):
+subsets of Caltech-101:
 
 * with one example, Rocchio beat a class-balanced ridge classifier trained
   against a background sample, and query expansion
-  (:func:`lab.search.keywords.learned_scores`) added to it;
-* with judged pages (three judgments each way or more), the logistic
-  direction alone with ``C=10`` found more relevant images in four pages on
-  flower_photos_600 than the sum of Rocchio's and a more regularised
+  (:func:`lab.search.keywords.learned_scores`) added to it (figures in the
+  README's design notes);
+* with judged pages, the logistic direction alone with ``C=10`` found more
+  relevant images in four pages on flower_photos_600 (60.6 -> 62.6 with the
+  same exploration) than the sum of Rocchio's and a more regularised
   logistic direction (``C=1``) that earlier runs on Caltech-101 had chosen,
-  and as many on Caltech-101 and its look-alike subsets (figures in the
-  README's design notes): where everything looks alike, the mean relevant
-  image mostly says "a flower". From one judgment each way it followed an
-  odd taught example too closely, so Rocchio keeps the first judgments.
+  and about as many on the Caltech-101 collections
+  (``results/evaluation_design_choices.md``, columns "broad groups" and
+  "both"): where everything looks alike, the mean relevant image mostly
+  says "a flower". From one judgment each way it followed an odd taught
+  example too closely, so Rocchio keeps a word's first judgments.
 """
 
 from __future__ import annotations
@@ -83,8 +84,7 @@ class TermClassifier:
         direction replaces Rocchio's.
     max_judgments : int
         At most this many examples per side enter the logistic regression
-        (evenly spaced through them), which bounds a refit's cost; Rocchio's
-        means use them all.
+        (evenly spaced through them), which bounds a refit's cost.
     keep_rocchio : bool
         Add the logistic direction to Rocchio's instead of replacing it (what
         ``lab`` did before ``C=10``; kept to measure against).
@@ -97,7 +97,8 @@ class TermClassifier:
         Always 0 (scores are calibrated against the collection instead).
     n_positive_, n_negative_ : int
     uses_logistic_ : bool
-        Whether ``coef_`` is the logistic direction (else Rocchio's).
+        Whether the logistic direction is ``coef_`` (or, with
+        ``keep_rocchio``, part of it); False: Rocchio's alone.
 
     Examples
     --------
@@ -117,19 +118,19 @@ class TermClassifier:
 
     def fit(self, positives: np.ndarray, negatives: np.ndarray | None = None) -> "TermClassifier":
         """Fit on relevant vectors (at least one) and, optionally, non-relevant ones."""
+        if self.C <= 0 or self.min_judgments < 1 or self.max_judgments < 1:
+            raise ValueError(f"C must be above 0 and min_judgments, max_judgments at least 1, got {self.C}, {self.min_judgments}, {self.max_judgments}")
         positives = unit_rows(np.atleast_2d(positives))
         if positives.size == 0:
             raise ValueError("at least one positive example is needed")
-        direction = positives.mean(axis=0)
+        rocchio = positives.mean(axis=0)
         n_negative = 0
         if negatives is not None and len(negatives):
             negatives = unit_rows(np.atleast_2d(negatives))
-            direction = direction - self.negative_weight * negatives.mean(axis=0)
+            rocchio = rocchio - self.negative_weight * negatives.mean(axis=0)
             n_negative = len(negatives)
-        norm = float(np.linalg.norm(direction))
-        if norm == 0.0:
-            raise ValueError("positive and negative examples cancel out")
-        direction = direction / norm
+        rocchio_norm = float(np.linalg.norm(rocchio))
+        direction = None
         self.uses_logistic_ = bool(n_negative >= self.min_judgments and len(positives) >= self.min_judgments)
         if self.uses_logistic_:
             sides = [self._at_most(positives), self._at_most(negatives)]
@@ -138,10 +139,17 @@ class TermClassifier:
             # class-balanced: each side weighs as much in total, whatever its count
             weight = np.r_[np.full(len(sides[0]), 0.5 / len(sides[0])), np.full(len(sides[1]), 0.5 / len(sides[1]))] * len(target)
             logistic = logistic_direction(features, target, weight, self.C)
-            if self.keep_rocchio:  # the sum of both directions (the model before issue 8)
-                logistic = logistic + direction
-                logistic = logistic / max(float(np.linalg.norm(logistic)), 1e-12)
-            direction = logistic
+            if self.keep_rocchio and rocchio_norm > 0.0:  # the sum of both directions (the model before issue 8)
+                logistic = logistic + rocchio / rocchio_norm
+            norm = float(np.linalg.norm(logistic))
+            if norm > 1e-3:
+                direction = logistic / norm
+            else:  # the judgments do not separate (the same image judged both ways): Rocchio's mean
+                self.uses_logistic_ = False
+        if direction is None:
+            if rocchio_norm == 0.0:
+                raise ValueError("positive and negative examples cancel out")
+            direction = rocchio / rocchio_norm
         self.coef_ = direction.astype(np.float32)
         self.intercept_ = 0.0
         self.n_positive_, self.n_negative_ = len(positives), n_negative

@@ -35,7 +35,7 @@ def grouped(tmp_path_factory, photo_folder):
     return col, groups
 
 
-def test_logistic_direction_joins_only_with_judgments_both_ways(grouped):
+def test_logistic_direction_takes_over_with_three_judgments_each_way(grouped):
     col, groups = grouped
     vectors = unit_rows(col.embeddings)
     positives = vectors[groups == 0]
@@ -58,6 +58,15 @@ def test_logistic_direction_joins_only_with_judgments_both_ways(grouped):
     rocchio_all = positives.mean(axis=0) - 0.25 * negatives.mean(axis=0)
     summed = rocchio_all / np.linalg.norm(rocchio_all) + logistic_direction(np.vstack([positives, negatives]).astype(np.float64), target, weight, C=1.0)
     np.testing.assert_allclose(TermClassifier(C=1.0, keep_rocchio=True).fit(positives, negatives).coef_, summed / np.linalg.norm(summed), atol=1e-6)
+
+
+def test_the_same_image_judged_both_ways_keeps_a_unit_direction():
+    rng = np.random.default_rng(0)
+    same = np.repeat(rng.normal(size=(1, 8)), 3, axis=0)
+    model = TermClassifier().fit(same, same)  # no direction separates them: Rocchio's mean
+    assert not model.uses_logistic_ and np.linalg.norm(model.coef_) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="min_judgments"):
+        TermClassifier(min_judgments=0).fit(same, same)
 
 
 @pytest.mark.parametrize("C", [0.1, 1.0, 10.0])
