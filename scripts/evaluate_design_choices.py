@@ -16,8 +16,10 @@ under three configurations of :class:`lab.search.SearchConfig`:
 
 Each collection is also searched with its labels **renamed**, so the
 vocabulary cannot help: to made-up words it does not know ("unknown"), and
-to real words it maps to unrelated ImageNet classes ("misleading": "tulip"
--> Tibetan terrier). That is the situation of a fine-grained collection
+to real words whose vocabulary classes have nothing to do with the renamed
+class ("misleading": "tulip" -> Tibetan terrier, "metronome" -> photocopier;
+on Caltech-101 some of these words name another class of the collection,
+whose images the vocabulary then points at). That is the situation of a fine-grained collection
 whose species ImageNet does not name, which we do not have. Writes
 ``results/evaluation_design_choices.md``.
 """
@@ -38,12 +40,17 @@ sys.path.insert(0, str(ROOT))
 from lab import Collection  # noqa: E402
 from lab.datasets import indexed_dataset  # noqa: E402
 from lab.evaluation import read_labels  # noqa: E402
-from lab.experiments import caltech_query_words, keyword_precision, simulate_feedback, uncovered_words  # noqa: E402
+from lab.experiments import (  # noqa: E402
+    caltech_query_words,
+    keyword_precision,
+    simulate_feedback,
+    uncovered_words,
+)
 from lab.installed import versions_line  # noqa: E402
 from lab.search import SearchConfig  # noqa: E402
 
 CONFIGURATIONS = {
-    "before": SearchConfig(explore_first_clusters=0, logistic_C=1.0, keep_rocchio=True),
+    "before": SearchConfig(explore_n_broad=0, logistic_C=1.0, keep_rocchio=True),
     "broad groups": SearchConfig(logistic_C=1.0, keep_rocchio=True),
     "both": SearchConfig(),
 }
@@ -66,14 +73,15 @@ def word_sets(words: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def run(col, labels: pd.Series, words: dict[str, list[str]], config: SearchConfig, rounds: int) -> dict:
-    """Mean relevant images found after each page, words with a hit on page 1, words never found."""
-    col.config = config
-    frames = []
-    with col.scratch_feedback():
-        for word, classes in words.items():
-            frames.append(simulate_feedback(col, labels, {word: classes}, rounds=rounds - 1))
-    found = pd.concat(frames).pivot(index="word", columns="round", values="found")
+def run(col: Collection, labels: pd.Series, words: dict[str, list[str]], config: SearchConfig, rounds: int) -> dict:
+    """Mean relevant images found after each page, words with a hit on page 1, words never found (``col.config`` is restored)."""
+    saved, col.config = col.config, config
+    try:
+        with col.scratch_feedback():
+            simulated = simulate_feedback(col, labels, words, rounds=rounds - 1)
+    finally:
+        col.config = saved
+    found = simulated.pivot(index="word", columns="round", values="found")
     row = {f"found in {r + 1}": round(float(found[r].mean()), 1) for r in found.columns}
     row["found on page 1"] = f"{int((found[0] > 0).sum())} / {len(found)}"
     row["never found"] = int((found[found.columns[-1]] == 0).sum())
@@ -100,12 +108,13 @@ def main() -> None:
     for name in ("caltech_animals", "caltech_plants"):
         col = Collection.open(workdir / f"{name}.lab")
         collections[name] = (col, read_labels(col, workdir / f"{name}_labels.csv"))
-    rows = []
+    rows, n_uncovered = [], 0
     for name, (col, labels) in collections.items():
         words = caltech_query_words(labels[labels.index.isin(set(col.paths))])
         if name == "caltech101":
             with col.scratch_feedback():
                 words = uncovered_words(keyword_precision(col, labels, words), words)
+                n_uncovered = len(words)
         for word_set, renamed in word_sets(words).items():
             for label, config in CONFIGURATIONS.items():
                 rows.append({"collection": name, "words": word_set, "configuration": label, **run(col, labels, renamed, config, args.rounds)})
@@ -119,12 +128,13 @@ def main() -> None:
         "",
         versions_line(),
         "",
-        "The simulated user of `lab evaluate` (a `SearchSession` per word, four judged pages of 20) under three configurations "
-        "(see the script's docstring): `before` explores the finer groups only and learns with Rocchio's direction plus a "
-        "logistic regression's (`C=1`); `broad groups` visits 15 broad groups first; `both` is the default (broad groups, "
-        "logistic direction alone, `C=10`). Caltech-101: its 47 words ImageNet does not cover. Renamed words: the same "
-        "classes under made-up words the vocabulary does not know, or under real words it maps to unrelated classes (at most "
-        "15 classes a collection). Relevant images found per word after each page (mean over words).",
+        f"The simulated user of `lab evaluate` (a `SearchSession` per word, {args.rounds} judged pages of 20) under three "
+        "configurations (see the script's docstring): `before` explores the finer groups only and learns with Rocchio's "
+        f"direction plus a logistic regression's (`C=1`); `broad groups` visits {SearchConfig().explore_n_broad} broad groups "
+        f"first; `both` is the default (broad groups, logistic direction alone, `C={SearchConfig().logistic_C:g}`). "
+        f"Caltech-101: its {n_uncovered} words ImageNet does not cover. Renamed words: the same classes under made-up words "
+        "the vocabulary does not know, or under real words whose classes have nothing to do with them (at most "
+        f"{len(MISLEADING)} classes a collection). Relevant images found per word after each page (mean over words).",
         "",
         table.to_markdown(index=False),
         "",
