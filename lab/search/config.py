@@ -47,12 +47,12 @@ class SearchConfig:
     pca_threshold : int
         Above this many images, word models score PCA-reduced embeddings.
     pca_dimensions : int
-        Principal axes kept above ``pca_threshold``: 128 learn words about as
-        well as 256 and the full embeddings (found in 4 pages on Caltech-101
-        48.2 / 49.4 / 49.6, on flower_photos_600 63.4 / 63.4 / 62.6), 64 lose
-        teach-once precision on Caltech-101 (``results/evaluation_pca.md``); 128 float32
-        values are 512 MB per million images
-        (``results/bench_search_scaling.md``).
+        Principal axes kept above ``pca_threshold``: with 128, words are
+        learned nearly as with 256 and the full embeddings (found in 4 pages
+        on Caltech-101 48.6 / 48.9 / 49.7, teach-once P@20 0.887 / 0.895 /
+        0.897), 64 lose teach-once precision on Caltech-101
+        (``results/evaluation_pca.md``); 128 float32 values are 512 MB per
+        million images (``results/bench_search_scaling.md``).
     pca_sample : int
         Images sampled (seeded) to fit the principal axes.
     calibration_sample : int
@@ -96,6 +96,10 @@ class SearchConfig:
         ``n_clusters``, ``n_broad``): images to judge come from the most
         typical image of each of ``explore_n_broad`` broad groups, then of
         ``explore_n_clusters`` finer ones.
+    explore_seed : int
+        Seed of the exploration sample and of the groups' k-means
+        (:class:`lab.exploration.Explorer`, :class:`lab.exploration.ImageGroups`);
+        evaluations average over several to tell a design from luck.
     group_size : int
         Images per group of look-alikes (:class:`lab.exploration.ImageGroups`,
         fitted on ``explore_pool_size`` images) over which a doubted prior is spread.
@@ -129,6 +133,7 @@ class SearchConfig:
     explore_pool_size: int = 4000
     explore_n_clusters: int = 100
     explore_n_broad: int = 15
+    explore_seed: int = 0
     group_size: int = 30
     spread_share: float = 0.5
     spread_pool: int = 2000

@@ -95,14 +95,14 @@ class SearchEngine:
         """``k`` varied, typical rows, none in ``avoid``, from groups unlike those rows (:class:`lab.exploration.Explorer`)."""
         vectors = self.scoring_space().vectors_
         if self._explorer is None:
-            self._explorer = Explorer(pool_size=self.config.explore_pool_size, n_clusters=self.config.explore_n_clusters, n_broad=self.config.explore_n_broad).fit(vectors, self.class_probabilities)
+            self._explorer = Explorer(pool_size=self.config.explore_pool_size, n_clusters=self.config.explore_n_clusters, n_broad=self.config.explore_n_broad, seed=self.config.explore_seed).fit(vectors, self.class_probabilities)
         return self._explorer.propose(k, avoid, vectors)
 
     def groups_of(self, rows: np.ndarray) -> np.ndarray:
         """The group of look-alikes of each of ``rows`` (:class:`lab.exploration.ImageGroups`, fitted on first use)."""
         vectors = self.scoring_space().vectors_
         if self._groups is None:
-            self._groups = ImageGroups(self.config.group_size, self.config.explore_pool_size).fit(vectors)
+            self._groups = ImageGroups(self.config.group_size, self.config.explore_pool_size, seed=self.config.explore_seed).fit(vectors)
         return self._groups.predict(rows, vectors)
 
     # ------------------------------------------------------------ queries
