@@ -27,11 +27,13 @@ whose species ImageNet does not name, which we do not have. Writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,18 +75,26 @@ def word_sets(words: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def run(col: Collection, labels: pd.Series, words: dict[str, list[str]], config: SearchConfig, rounds: int) -> dict:
-    """Mean relevant images found after each page, words with a hit on page 1, words never found (``col.config`` is restored)."""
-    saved, col.config = col.config, config
+def run(col: Collection, labels: pd.Series, words: dict[str, list[str]], config: SearchConfig, rounds: int, seeds: int) -> dict:
+    """Relevant images found after each page, words with a hit on page 1, words never found: means over ``seeds`` exploration seeds.
+
+    ``col.config`` is restored afterwards.
+    """
+    saved = col.config
+    found = []
     try:
-        with col.scratch_feedback():
-            simulated = simulate_feedback(col, labels, words, rounds=rounds - 1)
+        for seed in range(seeds):
+            col.config = dataclasses.replace(config, explore_seed=seed)
+            with col.scratch_feedback():
+                simulated = simulate_feedback(col, labels, words, rounds=rounds - 1)
+            found.append(simulated.pivot(index="word", columns="round", values="found"))
     finally:
         col.config = saved
-    found = simulated.pivot(index="word", columns="round", values="found")
-    row = {f"found in {r + 1}": round(float(found[r].mean()), 1) for r in found.columns}
-    row["found on page 1"] = f"{int((found[0] > 0).sum())} / {len(found)}"
-    row["never found"] = int((found[found.columns[-1]] == 0).sum())
+    last = found[0].columns[-1]
+    row = {f"found in {r + 1}": round(float(np.mean([f[r].mean() for f in found])), 1) for r in found[0].columns}
+    row["found on page 1"] = f"{np.mean([(f[0] > 0).sum() for f in found]):.1f} / {len(found[0])}"
+    row["never found"] = round(float(np.mean([(f[last] == 0).sum() for f in found])), 1)
+    row[f"found in {rounds}, per seed"] = " / ".join(f"{f[last].mean():.1f}" for f in found)
     return row
 
 
@@ -92,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="where datasets are unpacked and indexed (reused across runs)")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=3, help="exploration seeds to average over (SearchConfig.explore_seed 0, 1, ...)")
     parser.add_argument("--out", default=str(ROOT / "results"))
     args = parser.parse_args()
     workdir = Path(args.workdir)
@@ -117,7 +128,7 @@ def main() -> None:
                 n_uncovered = len(words)
         for word_set, renamed in word_sets(words).items():
             for label, config in CONFIGURATIONS.items():
-                rows.append({"collection": name, "words": word_set, "configuration": label, **run(col, labels, renamed, config, args.rounds)})
+                rows.append({"collection": name, "words": word_set, "configuration": label, **run(col, labels, renamed, config, args.rounds, args.seeds)})
                 print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     command = "python scripts/evaluate_design_choices.py " + " ".join(sys.argv[1:])
@@ -134,7 +145,9 @@ def main() -> None:
         f"first; `both` is the default (broad groups, logistic direction alone, `C={SearchConfig().logistic_C:g}`). "
         f"Caltech-101: its {n_uncovered} words ImageNet does not cover. Renamed words: the same classes under made-up words "
         "the vocabulary does not know, or under real words whose classes have nothing to do with them (at most "
-        f"{len(MISLEADING)} classes a collection). Relevant images found per word after each page (mean over words).",
+        f"{len(MISLEADING)} classes a collection). Relevant images found per word after each page (mean over words), words "
+        f"with a relevant image on the first page and words never found, each the mean over {args.seeds} exploration seeds "
+        "(`SearchConfig.explore_seed`: the sample and the k-means of the groups); the last column gives each seed's mean.",
         "",
         table.to_markdown(index=False),
         "",
