@@ -124,10 +124,10 @@ class Explorer:
     n_broad : int
         Broad groups visited first (0, or not fewer than the finer groups:
         none). On twelve Caltech-101 animals searched under made-up names,
-        15 broad groups put an image of every animal on the first page where
-        the finer groups alone reached eight; on Caltech-101's own words the
-        first level costs about a page of finer, unfamiliar groups
-        (``results/evaluation_design_choices.md``).
+        15 broad groups put an image of 11.7 of the animals on the first page
+        where the finer groups alone reached 8.7 (mean of three seeds); on
+        Caltech-101's own words the first level costs about a page of finer,
+        unfamiliar groups (``results/evaluation_design_choices.md``).
     seed : int
 
     Attributes

@@ -18,8 +18,8 @@ subsets of Caltech-101:
   (:func:`lab.search.keywords.learned_scores`) added to it (figures in the
   README's design notes);
 * with judged pages, the logistic direction alone with ``C=10`` found more
-  relevant images in four pages on flower_photos_600 (60.6 -> 62.6 with the
-  same exploration) than the sum of Rocchio's and a more regularised
+  relevant images in four pages on flower_photos_600 (60.6 -> 63.3 with the
+  same exploration, mean of three exploration seeds) than the sum of Rocchio's and a more regularised
   logistic direction (``C=1``) that earlier runs on Caltech-101 had chosen,
   and about as many on the Caltech-101 collections
   (``results/evaluation_design_choices.md``, columns "broad groups" and
