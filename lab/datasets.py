@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["DatasetMissingError", "shared_datasets_dir", "unpack_dataset", "read_labels"]
+__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "read_labels", "shared_datasets_dir", "unpack_dataset"]
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -99,3 +99,60 @@ def indexed_dataset(name: str, workdir: str | os.PathLike, model: str | None = N
     collection = Collection.open(workdir / f"{name}.lab", create=True, model=model)
     collection.add(folder / "images")
     return collection, folder
+
+
+# look-alike collections cut from Caltech-101, for tuning word learning across collections
+LOOKALIKE_SUBSETS = {
+    "caltech_animals": ["beaver", "cougar_body", "dalmatian", "elephant", "hedgehog", "kangaroo", "Leopards", "llama", "okapi", "platypus", "rhino", "wild_cat"],
+    "caltech_plants": ["bonsai", "joshua_tree", "lotus", "strawberry", "sunflower", "water_lilly"],
+}
+
+
+def cut_lookalike_subsets(source, labels_csv: str | os.PathLike, out: str | os.PathLike) -> dict[str, Path]:
+    """Collections of the :data:`LOOKALIKE_SUBSETS` classes of ``source`` (features copied, nothing re-extracted).
+
+    Writes ``<out>/<name>.lab`` (replaced if there) and ``<out>/<name>_labels.csv``
+    (``path,label_name``) for each subset; returns the labels files by name.
+    """
+    import shutil
+
+    import numpy as np
+
+    from .collection import Collection
+    from .evaluation import read_labels as labels_of_collection
+
+    labels = labels_of_collection(source, labels_csv).reindex(source.paths)
+    written = {}
+    for name, classes in LOOKALIKE_SUBSETS.items():
+        root = Path(out) / f"{name}.lab"
+        shutil.rmtree(root, ignore_errors=True)
+        subset = Collection.open(root, create=True, model=source.model_name)
+        keep = np.flatnonzero(labels.isin(classes).to_numpy())
+        images = source.images.iloc[keep].drop(columns="id").reset_index(drop=True)
+        subset.add_features(images, np.asarray(source.embeddings[keep], np.float32), np.asarray(source.class_probabilities[keep], np.float32))
+        written[name] = root.parent / f"{name}_labels.csv"
+        pd.DataFrame({"path": images["path"], "label_name": labels.iloc[keep].to_numpy()}).to_csv(written[name], index=False)
+    return written
+
+
+def evaluation_collections(workdir: str | os.PathLike) -> dict:
+    """The four labeled collections word learning is tuned across, indexed in ``workdir`` (resuming).
+
+    flower_photos_600 and Caltech-101 from the shared datasets, and the two
+    look-alike subsets cut from Caltech-101 (:func:`cut_lookalike_subsets`).
+
+    Returns
+    -------
+    dict
+        Name -> (collection, its ``labels.csv``).
+    """
+    from .collection import Collection
+
+    found = {}
+    for name in ("flower_photos_600", "caltech101"):
+        collection, folder = indexed_dataset(name, workdir)
+        found[name] = (collection, folder / "labels.csv")
+    caltech, caltech_labels = found["caltech101"]
+    for name, labels_csv in cut_lookalike_subsets(caltech, caltech_labels, workdir).items():
+        found[name] = (Collection.open(Path(workdir) / f"{name}.lab"), labels_csv)
+    return found

@@ -4,7 +4,7 @@
 
 On each shared labeled collection (Caltech-101's words ImageNet does not
 cover, flower_photos_600, and the two look-alike subsets cut from Caltech-101
-by ``scripts/make_lookalike_subsets.py``), the panel's simulated user
+by :func:`lab.datasets.cut_lookalike_subsets`), the panel's simulated user
 (:func:`lab.experiments.simulate_feedback`, the same
 :class:`lab.session.SearchSession` paging) judges four pages of 20 per word
 under three configurations of :class:`lab.search.SearchConfig`:
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
-from lab.datasets import indexed_dataset  # noqa: E402
+from lab.datasets import evaluation_collections  # noqa: E402
 from lab.evaluation import read_labels  # noqa: E402
 from lab.experiments import (  # noqa: E402
     caltech_query_words,
@@ -105,20 +104,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="exploration seeds to average over (SearchConfig.explore_seed 0, 1, ...)")
     parser.add_argument("--out", default=str(ROOT / "results"))
     args = parser.parse_args()
-    workdir = Path(args.workdir)
     started = time.time()
-    collections, folders = {}, {}
-    for name in ("flower_photos_600", "caltech101"):
-        col, folders[name] = indexed_dataset(name, workdir)
-        collections[name] = (col, read_labels(col, folders[name] / "labels.csv"))
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_lookalike_subsets.py"), "--collection", str(collections["caltech101"][0].root),
-         "--labels", str(folders["caltech101"] / "labels.csv"), "--out", str(workdir)],
-        check=True,
-    )
-    for name in ("caltech_animals", "caltech_plants"):
-        col = Collection.open(workdir / f"{name}.lab")
-        collections[name] = (col, read_labels(col, workdir / f"{name}_labels.csv"))
+    collections = {name: (col, read_labels(col, labels)) for name, (col, labels) in evaluation_collections(args.workdir).items()}
     rows, n_uncovered = [], 0
     for name, (col, labels) in collections.items():
         words = caltech_query_words(labels[labels.index.isin(set(col.paths))])
