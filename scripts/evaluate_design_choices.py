@@ -93,6 +93,9 @@ def run(col: Collection, labels: pd.Series, words: dict[str, list[str]], config:
     row = {f"found in {r + 1}": round(float(np.mean([f[r].mean() for f in found])), 1) for r in found[0].columns}
     row["found on page 1"] = f"{np.mean([(f[0] > 0).sum() for f in found]):.1f} / {len(found[0])}"
     row["never found"] = round(float(np.mean([(f[last] == 0).sum() for f in found])), 1)
+    # the page of each found word's first relevant image, the latest over words and seeds
+    first_pages = [int((f.loc[word] > 0).to_numpy().argmax()) + 1 for f in found for word in f.index if f.loc[word, last] > 0]
+    row["latest first page"] = max(first_pages) if first_pages else None
     row[f"found in {rounds}, per seed"] = " / ".join(f"{f[last].mean():.1f}" for f in found)
     return row
 
@@ -134,7 +137,8 @@ def main() -> None:
         "the vocabulary does not know, or under real words whose classes have nothing to do with them (at most "
         f"{len(MISLEADING)} classes a collection). Relevant images found per word after each page (mean over words), words "
         f"with a relevant image on the first page and words never found, each the mean over {args.seeds} exploration seeds "
-        "(`SearchConfig.explore_seed`: the sample and the k-means of the groups); the last column gives each seed's mean.",
+        "(`SearchConfig.explore_seed`: the sample and the k-means of the groups); the latest page of a first relevant "
+        "image is the latest over seeds and the words found; the last column gives each seed's mean.",
         "",
         table.to_markdown(index=False),
         "",
