@@ -216,6 +216,28 @@ def test_explorer_shows_one_image_per_group_away_from_avoided_ones():
     assert not set(again) & set(avoid) and group[shown[0]] not in set(group[again])
 
 
+def test_a_related_word_discounts_images_the_network_is_sure_are_its_look_alike(tmp_path):
+    """Ten photos the network calls daisies for sure, ten it half calls daisies: "dandelion" (related) prefers the unsure ones."""
+    vocabulary = load_vocabulary()
+    daisy = vocabulary.class_names.index("daisy")
+    assert daisy in set(vocabulary.resolve("dandelion").classes.tolist()) and vocabulary.resolve("dandelion").kind == "related"
+    rng = np.random.default_rng(0)
+    probabilities = np.full((20, 1000), 0.05 / 999, np.float32)
+    probabilities[:10, daisy] = 0.95  # sure: a daisy
+    probabilities[10:] = 0.6 / 999
+    probabilities[10:, daisy] = 0.4  # unsure, a daisy-like flower
+    sha256 = np.array([f"{i:064x}" for i in range(20)])
+    embeddings = rng.normal(size=(20, D)).astype(np.float16)
+
+    def top_rows(word, config):
+        engine = SearchEngine(embeddings, probabilities.astype(np.float16), sha256, FeedbackStore(tmp_path / f"{word}{config.confident_discount}.sqlite", D), config=config)
+        return set(engine.search(word, k=10)["id"].tolist())
+
+    assert top_rows("dandelion", SearchConfig()) == set(range(10, 20))
+    assert top_rows("dandelion", SearchConfig(confident_discount=0.0)) == set(range(10))  # without it, the sure daisies first
+    assert top_rows("daisy", SearchConfig()) == set(range(10))  # an ImageNet word keeps the network's word for it
+
+
 def test_explorer_shows_the_broad_groups_before_finer_ones():
     """Three kinds of image, each in four finer groups; one kind has twice as many images as the others."""
     rng = np.random.default_rng(1)

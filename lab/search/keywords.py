@@ -198,6 +198,7 @@ class KeywordScorer:
         self.space = space
         self.config = config
         self._classes = None
+        self._top = None
         self._sha_index: tuple[np.ndarray, np.ndarray] | None = None  # row order of the sorted hashes, and the hashes
         self._models: dict = {}
         self._last: tuple | None = None
@@ -213,8 +214,24 @@ class KeywordScorer:
             self._classes = class_matrix(self.class_probabilities, self.config.prior_floor, self.config.block_size)
         return self._classes
 
+    def top_probability(self) -> np.ndarray:
+        """Each image's highest class probability (:func:`lab.search.space.top_probability`), built on first use."""
+        if self._top is None:
+            from .space import top_probability
+
+            self._top = top_probability(self.class_probabilities, self.config.block_size)
+        return self._top
+
     def prior_scores(self, resolution: Resolution) -> np.ndarray:
-        return prior_scores(self.class_matrix(), resolution)
+        """The word's prior (:func:`prior_scores`); for a word ImageNet does not cover, discounted where the network is sure of another class.
+
+        See :attr:`SearchConfig.confident_discount <lab.search.SearchConfig>`.
+        """
+        prior = prior_scores(self.class_matrix(), resolution)
+        power = self.config.confident_discount
+        if power > 0 and resolution.kind != "imagenet" and len(resolution.classes):
+            prior *= (1.0 - np.clip(self.top_probability(), 0.0, 1.0)) ** np.float32(power)
+        return prior
 
     def rows_of_sha(self, shas) -> list[np.ndarray]:
         """The rows holding each of ``shas`` (one image may sit under several paths; none when absent).
