@@ -19,13 +19,14 @@ subsets of Caltech-101:
   README's design notes);
 * with judged pages, the logistic direction alone with ``C=10`` found more
   relevant images in four pages on flower_photos_600 (60.6 -> 63.3 with the
-  same exploration, mean of three exploration seeds) than the sum of Rocchio's and a more regularised
-  logistic direction (``C=1``) that earlier runs on Caltech-101 had chosen,
-  and about as many on the Caltech-101 collections
-  (``results/evaluation_design_choices.md``, columns "broad groups" and
-  "both"): where everything looks alike, the mean relevant image mostly
-  says "a flower". From one judgment each way it followed an odd taught
-  example too closely, so Rocchio keeps a word's first judgments.
+  same exploration, mean of three exploration seeds) than the sum of
+  Rocchio's and a more regularised logistic direction (``C=1``) that earlier
+  runs on Caltech-101 had chosen, and about as many on the Caltech-101
+  collections (``results/evaluation_design_choices.md``, configurations
+  "broad groups" and "+ logistic alone"): where everything looks alike, the
+  mean relevant image mostly says "a flower". From one judgment each way it
+  followed an odd taught example too closely, so Rocchio keeps a word's
+  first judgments.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class SearchConfig:
     pca_dimensions : int
         Principal axes kept above ``pca_threshold``: with 128, words are
         learned nearly as with 256 and the full embeddings (found in 4 pages
-        on Caltech-101 48.6 / 48.9 / 49.7, teach-once P@20 0.887 / 0.895 /
+        on Caltech-101 48.9 / 49.3 / 49.7, teach-once P@20 0.887 / 0.895 /
         0.897), 64 lose teach-once precision on Caltech-101
         (``results/evaluation_pca.md``); 128 float32 values are 512 MB per
         million images (``results/bench_search_scaling.md``).
