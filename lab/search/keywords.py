@@ -209,17 +209,15 @@ class KeywordScorer:
     def class_matrix(self):
         """The sparse class matrix (:func:`lab.search.space.class_matrix`), built on first use."""
         if self._classes is None:
-            from .space import class_matrix
+            from .space import class_matrix_and_top
 
-            self._classes = class_matrix(self.class_probabilities, self.config.prior_floor, self.config.block_size)
+            self._classes, self._top = class_matrix_and_top(self.class_probabilities, self.config.prior_floor, self.config.block_size)
         return self._classes
 
     def top_probability(self) -> np.ndarray:
-        """Each image's highest class probability (:func:`lab.search.space.top_probability`), built on first use."""
+        """Each image's highest class probability, read with the class matrix (:func:`lab.search.space.class_matrix_and_top`)."""
         if self._top is None:
-            from .space import top_probability
-
-            self._top = top_probability(self.class_probabilities, self.config.block_size)
+            self.class_matrix()
         return self._top
 
     def prior_scores(self, resolution: Resolution) -> np.ndarray:
