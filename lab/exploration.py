@@ -57,7 +57,12 @@ def _seeded_pool(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _spherical_centres(points: np.ndarray, n_clusters: int, rng: np.random.Generator, seed: int) -> np.ndarray:
-    """Unit centres of spherical k-means (faiss, 20 iterations) over unit ``points``, seeded by k-means++."""
+    """Unit centres of spherical k-means (faiss, 20 iterations) over unit ``points``, seeded by k-means++.
+
+    One cluster or fewer: the unit mean of the points (a zero row when there are none).
+    """
+    if n_clusters <= 1:
+        return unit_rows(points.mean(axis=0, keepdims=True)) if len(points) else np.zeros((1, points.shape[1]), np.float32)
     import faiss
 
     kmeans = faiss.Kmeans(points.shape[1], n_clusters, niter=20, spherical=True, seed=seed, min_points_per_centroid=1)
@@ -89,12 +94,8 @@ class _ClusterLevel:
     @classmethod
     def from_points(cls, points: np.ndarray, n_clusters: int, doubt_of_point: np.ndarray, rng: np.random.Generator, seed: int) -> "_ClusterLevel":
         """Spherical k-means of unit ``points`` into ``n_clusters`` (callers keep 3 points a cluster); ``doubt_of_point`` orders the clusters."""
-        if n_clusters <= 1:
-            centroids = unit_rows(points.mean(axis=0, keepdims=True)) if len(points) else np.zeros((0, points.shape[1]), np.float32)
-            cluster = np.zeros(len(points), np.int64)
-        else:
-            centroids = _spherical_centres(points, n_clusters, rng, seed)
-            cluster = (points @ centroids.T).argmax(axis=1)
+        centroids = _spherical_centres(points, n_clusters, rng, seed)
+        cluster = (points @ centroids.T).argmax(axis=1)
         centrality = np.einsum("ij,ij->i", points, centroids[cluster]) if len(points) else np.zeros(0)
         sizes = np.bincount(cluster, minlength=len(centroids))
         doubt = np.bincount(cluster, weights=doubt_of_point, minlength=len(centroids)) / np.maximum(sizes, 1)
@@ -296,10 +297,7 @@ class ImageGroups:
         rng = np.random.default_rng(self.seed)
         points = unit_rows(vectors[_seeded_pool(n, self.pool_size, rng)])
         n_groups = min(n // max(self.group_size, 1), len(points) // 10)
-        if n_groups <= 1:
-            self.centroids_ = points.mean(axis=0, keepdims=True) if len(points) else np.zeros((1, vectors.shape[1]), np.float32)
-        else:
-            self.centroids_ = _spherical_centres(points, n_groups, rng, self.seed)
+        self.centroids_ = _spherical_centres(points, n_groups, rng, self.seed)
         self.group_ = np.full(n, -1, np.int64)
         return self
 
