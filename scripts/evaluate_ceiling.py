@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab.datasets import indexed_dataset  # noqa: E402
 from lab.evaluation import read_labels  # noqa: E402
-from lab.experiments import caltech_query_words, keyword_precision, simulate_feedback  # noqa: E402
+from lab.experiments import caltech_query_words, keyword_precision, simulate_feedback, uncovered_words  # noqa: E402
 from lab.installed import versions_line  # noqa: E402
 
 
@@ -42,8 +42,9 @@ def main() -> None:
     labels = labels[labels.index.isin(set(col.paths))]
     words = caltech_query_words(labels)
     with col.scratch_feedback():
-        keywords = keyword_precision(col, labels, words).set_index("word")
-    uncovered = [w for w in words if keywords.loc[w, "kind"] != "imagenet"]
+        keywords = keyword_precision(col, labels, words)
+    uncovered = list(uncovered_words(keywords, words))
+    keywords = keywords.set_index("word")
     rows = []
     for seed in range(args.seeds):
         for word in uncovered:
