@@ -217,6 +217,8 @@ class Explorer:
             covered.append(hit)
         # every level's groups not touched yet, then the finer groups passed over for an avoided image
         passes = list(zip(self.levels_, covered)) + [(self.levels_[-1], None)]
+        if not len(members):  # every pooled row avoided: nothing to take group by group
+            passes = []
         for level, hit in passes:
             # skip images closer to one already picked than to their own group's centre, or than a typical
             # image to its centre (crops of one photo, say, even if k-means split them into groups of their own)
