@@ -92,11 +92,19 @@ class Vocabulary:
     def __contains__(self, word: str) -> bool:
         return self.base_form(normalize_term(word)) in self._words
 
+    def _known(self, term: str) -> bool:
+        """Does WordNet or the word vectors relate ``term`` to ImageNet classes?"""
+        return term in self._words or term in self._neighbours
+
     def base_form(self, term: str) -> str:
-        """The dictionary form of a (normalised) term: "buses" -> "bus", "mice" -> "mouse"."""
+        """The dictionary form of a (normalised) term: "buses" -> "bus", "mice" -> "mouse", "tulips" -> "tulip".
+
+        A form is known when WordNet or the word vectors relate it to ImageNet
+        classes, so a plural means what its singular means either way.
+        """
         candidates = [term, term.replace("-", " "), term.replace(" ", "-"), term.replace("-", ""), term.replace(" ", ""), term + "s"]
         for candidate in candidates:
-            if candidate in self._words:
+            if self._known(candidate):
                 return candidate
         head, _, last = term.rpartition(" ")
         prefix = f"{head} " if head else ""
@@ -105,8 +113,8 @@ class Vocabulary:
         for suffix, replacement in (("ies", "y"), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("es", "e"), ("es", ""), ("s", "")):
             if last.endswith(suffix) and len(last) > len(suffix) + 1:
                 candidate = prefix + last[: -len(suffix)] + replacement
-                if candidate in self._words or candidate.replace(" ", "-") in self._words:
-                    return candidate if candidate in self._words else candidate.replace(" ", "-")
+                if self._known(candidate) or self._known(candidate.replace(" ", "-")):
+                    return candidate if self._known(candidate) else candidate.replace(" ", "-")
         return term
 
     def resolve(self, query: str) -> Resolution:

@@ -1,5 +1,6 @@
 """The WordNet -> ImageNet vocabulary: synonyms, plurals, hyponyms, compounds, unknown words."""
 
+import numpy as np
 import pytest
 
 from lab.vocabulary import load_vocabulary, normalize_term
@@ -65,6 +66,16 @@ def test_word_vectors_add_classes_of_words_used_alike(vocab):
     assert helicopter.weights.sum() == pytest.approx(len(from_wordnet) + 1.0, abs=1e-5)  # the similar words share one unit
     dog = vocab.resolve("dog")  # ImageNet terms are left as WordNet says
     assert dog.kind == "imagenet" and (dog.weights == 1.0).all()
+
+
+def test_a_plural_means_its_singular_when_only_word_vectors_know_it(vocab):
+    # "tulip" is a WordNet noun with no ImageNet class near it: only the word vectors relate it to classes;
+    # "tulips" used to be an unknown word while "tulip" was a related one
+    for plural, singular in (("tulips", "tulip"), ("menorahs", "menorah"), ("lotuses", "lotus")):
+        assert singular not in vocab  # WordNet alone relates it to nothing
+        resolution = vocab.resolve(plural)
+        assert resolution.term == singular and resolution.kind == "related"
+        np.testing.assert_array_equal(resolution.classes, vocab.resolve(singular).classes)
 
 
 def test_unknown_words(vocab):
