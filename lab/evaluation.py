@@ -7,7 +7,10 @@ by default, from each image's parent folder name; each label is a query word
 throw-away feedback store (:meth:`lab.Collection.scratch_feedback`), so the
 collection's own judgments are never touched:
 
-* keyword search with no feedback: P@20 and AP per word;
+* keyword search with no feedback: P@20 and AP per word, the classes the
+  vocabulary looks for and those the network names the word's images
+  (:func:`lab.experiments.keyword_precision`), so a word that is never found
+  shows why;
 * query by example: P@5 / P@20 / mAP for each metric x layer (every labeled
   image as a query up to ``n_queries``, a seeded sample above);
 * the simulated user (:func:`lab.experiments.simulate_feedback`): a
@@ -54,7 +57,7 @@ def read_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
 class Evaluation:
     """Tables of one evaluation run (see :func:`evaluate`)."""
 
-    words: pd.DataFrame  # one row per word: kind, n_relevant, p@20, first_relevant_page, found, teach_once_p@20
+    words: pd.DataFrame  # one row per word: kind, n_relevant, p@20, first_relevant_page, found, teach_once_p@20, vocabulary, network_calls
     rounds: pd.DataFrame  # one row per (word, round) of the simulated user
     keywords: pd.DataFrame
     query_by_example: pd.DataFrame
@@ -117,6 +120,7 @@ class Evaluation:
             f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
             f"after one example and one judged page, first-page P@20 {s['first_page_p@20_after_one_example_and_one_judged_page']:.3f}",
             "",
+            *self._not_found_lines(),
             "## By kind of word",
             "",
             self.by_kind().to_markdown(floatfmt=".2f"),
@@ -131,6 +135,19 @@ class Evaluation:
             "",
         ]
         return "\n".join(lines)
+
+    def _not_found_lines(self) -> list[str]:
+        """Markdown: each word the simulated user never found, with what the vocabulary and the network make of it."""
+        lost = self.words[self.words["first_relevant_page"].isna()]
+        if lost.empty:
+            return []
+        lines = [f"## Words not found in {self.rounds['round'].max() + 1} pages", "",
+                 "Where the classes the vocabulary looks for are not what the network calls the word's images, only an "
+                 "example image (`lab teach`, or query by example) leads to them.", ""]
+        for row in lost.itertuples():
+            looks_for = f"looks for {row.vocabulary}" if row.vocabulary else "knows nothing of it"
+            lines.append(f"- **{row.word}** ({row.n_relevant} images): the vocabulary {looks_for}; the network calls its images {row.network_calls}")
+        return lines + [""]
 
     def save(self, out_dir: str | os.PathLike, name: str = "evaluation") -> list[Path]:
         """Write ``<name>.md``, ``<name>_words.csv``, ``<name>_rounds.csv``, ``<name>_query_by_example.csv`` and ``<name>.json``."""
@@ -211,6 +228,7 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     per_word["found"] = last["found"].reindex(per_word.index)
     per_word["new_page_precision"] = simulated.groupby("word")["precision"].apply(lambda p: " ".join(f"{v:.2f}" for v in p)).reindex(per_word.index)
     per_word["teach_once_p@20"] = taught.groupby("word")[f"p@{k}"].mean().reindex(per_word.index)
+    per_word[["vocabulary", "network_calls"]] = keywords.set_index("word")[["vocabulary", "network_calls"]]
     from .installed import versions_line
 
     facts = {"collection": str(col.root), "n_images": len(col), "model": col.model_name, "rounds": rounds, "k": k, "seconds": time.time() - started,

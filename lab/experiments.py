@@ -17,10 +17,12 @@ __all__ = [
     "CALTECH_QUERY_WORDS",
     "caltech_query_words",
     "keyword_precision",
+    "network_calls",
     "query_by_example_table",
     "simulate_feedback",
     "teach_once",
     "uncovered_words",
+    "vocabulary_classes",
 ]
 
 # Caltech-101 folder names that are not plain nouns, mapped to the word a user would type.
@@ -79,7 +81,7 @@ def _relevant_mask(col, labels: pd.Series, classes: list[str]) -> np.ndarray:
 
 
 def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20) -> pd.DataFrame:
-    """P@k and AP of each query word with no feedback.
+    """P@k and AP of each query word with no feedback, and where its evidence comes from.
 
     Parameters
     ----------
@@ -88,7 +90,21 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
         Class name indexed by absolute image path.
     words : dict
         Query word -> class names it should retrieve.
+
+    Returns
+    -------
+    DataFrame
+        One row per word: ``kind``, ``n_relevant``, ``n_matches``, ``p@k``,
+        ``ap``; ``vocabulary``, the ImageNet classes the word's prior weighs
+        most (:func:`vocabulary_classes`), and ``network_calls``, the classes
+        the network names most of the word's images (:func:`network_calls`).
+        When the two share nothing, the vocabulary cannot lead a user to the
+        word: teaching one example image is the way in.
     """
+    from .search.keywords import resolve_word
+    from .vocabulary import load_vocabulary
+
+    vocabulary = load_vocabulary()
     rows = []
     for word, classes in words.items():
         relevant = _relevant_mask(col, labels, classes)
@@ -102,9 +118,41 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
                 "n_matches": result.attrs["n_matches"],
                 f"p@{k}": precision_at_k(hits, k),
                 "ap": average_precision(hits, int(relevant.sum())),
+                "vocabulary": vocabulary_classes(resolve_word(word, vocabulary), vocabulary),
+                "network_calls": network_calls(col.class_probabilities, relevant, vocabulary),
             }
         )
     return pd.DataFrame(rows)
+
+
+def vocabulary_classes(resolution, vocabulary, n: int = 3) -> str:
+    """The ``n`` ImageNet classes a word's prior weighs most, heaviest first ("" when none).
+
+    >>> from lab.vocabulary import load_vocabulary
+    >>> vocabulary = load_vocabulary()
+    >>> vocabulary_classes(vocabulary.resolve("menorah"), vocabulary)
+    'candle'
+    """
+    order = np.argsort(-np.asarray(resolution.weights), kind="stable")[:n]
+    return ", ".join(vocabulary.class_label(int(resolution.classes[i])) for i in order)
+
+
+def network_calls(class_probabilities, rows, vocabulary, n: int = 2) -> str:
+    """The ``n`` ImageNet classes the network names most of ``rows``' images (top-1), with their shares.
+
+    >>> from lab.vocabulary import load_vocabulary
+    >>> probabilities = np.zeros((4, 1000), np.float16)
+    >>> probabilities[[0, 1, 2], 985] = probabilities[3, 738] = 0.9
+    >>> network_calls(probabilities, np.ones(4, bool), load_vocabulary())
+    'daisy 75%, pot 25%'
+    """
+    rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, np.int64)
+    if len(rows) == 0:
+        return ""
+    top = np.asarray(class_probabilities[np.sort(rows)]).argmax(axis=1)
+    classes, counts = np.unique(top, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:n]
+    return ", ".join(f"{vocabulary.class_label(int(classes[i]))} {counts[i] / len(rows):.0%}" for i in order)
 
 
 def simulate_feedback(

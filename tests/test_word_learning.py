@@ -61,6 +61,11 @@ def test_every_flower_is_found_by_the_second_page(flower_photos, tmp_path):
     result = evaluate(col, read_labels(col, folder / "labels.csv"), rounds=2, seeds=1, n_queries=100, progress=False)
     assert result.words["first_relevant_page"].max() <= 2 and result.words["first_relevant_page"].notna().all()
     assert len(col.judgments()) == 0  # the evaluation never writes into the collection
+    # per word, what the vocabulary looks for and what the network calls the word's photos: the look-alike shows
+    words = result.words.set_index("word")
+    assert words.loc["daisy", "vocabulary"] == "daisy" and words.loc["daisy", "network_calls"].startswith("daisy ")
+    assert words.loc["dandelion", "vocabulary"].startswith("daisy") and "daisy" in words.loc["dandelion", "network_calls"]
+    assert "## Words not found" not in result.to_markdown()  # every word was found: nothing to explain
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +108,18 @@ def test_lab_evaluate_with_a_labels_csv_and_a_clear_error_for_unknown_words(labe
     assert set(labels.index) == set(col.paths) and (labels == "mug").sum() == 1
     with pytest.raises(ValueError, match="no label for teapot"):
         evaluate(col, labels, words=["teapot"], progress=False)
+
+
+def test_the_report_explains_each_word_never_found():
+    from lab.evaluation import Evaluation
+
+    words = pd.DataFrame({"word": ["lotus", "daisy"], "kind": ["related", "imagenet"], "n_relevant": [66, 120], "p@20": [0.0, 1.0],
+                          "first_relevant_page": [float("nan"), 1.0], "found": [0, 80], "new_page_precision": ["0.00 0.00", "1.00 1.00"],
+                          "teach_once_p@20": [0.7, 1.0], "vocabulary": ["giant schnauzer, jaguar", "daisy"], "network_calls": ["daisy 55%, pot 11%", "daisy 79%, bee 5%"]})
+    rounds = pd.DataFrame({"word": ["lotus", "lotus", "daisy", "daisy"], "round": [0, 1, 0, 1], "precision": [0.0, 0.0, 1.0, 1.0],
+                           "achievable": [1.0, 1.0, 1.0, 1.0], "found": [0, 0, 20, 40], "first_page_p@20": [0.0, 0.0, 1.0, 1.0]})
+    taught = pd.DataFrame({"word": ["lotus"], "seed": [0], "p@20": [0.7]})
+    report = Evaluation(words, rounds, words, pd.DataFrame(), taught, rounds).to_markdown()
+    section = report.split("## Words not found in 2 pages")[1].split("##")[0]
+    assert "**lotus** (66 images): the vocabulary looks for giant schnauzer, jaguar; the network calls its images daisy 55%, pot 11%" in section
+    assert "**daisy**" not in section  # only the words never found are listed
