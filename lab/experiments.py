@@ -11,7 +11,7 @@ import pandas as pd
 
 from .evaluate import average_precision, precision_at_k
 from .neighbors import METRICS, NeighborIndex
-from .vectors import LAYERS, layer_array
+from .vectors import LAYERS, layer_array, read_rows
 
 __all__ = [
     "CALTECH_QUERY_WORDS",
@@ -149,7 +149,7 @@ def network_calls(class_probabilities, rows, vocabulary, n: int = 2) -> str:
     rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, np.int64)
     if len(rows) == 0:
         return ""
-    top = np.asarray(class_probabilities[np.sort(rows)]).argmax(axis=1)
+    top = read_rows(class_probabilities, rows).argmax(axis=1)
     classes, counts = np.unique(top, return_counts=True)
     order = np.argsort(-counts, kind="stable")[:n]
     return ", ".join(f"{vocabulary.class_label(int(classes[i]))} {counts[i] / len(rows):.0%}" for i in order)
