@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import signal
 import sys
 
 from . import __version__
@@ -17,8 +17,9 @@ from .vectors import LAYERS
 
 
 def _print_json(value) -> None:
-    json.dump(value, sys.stdout, indent=None, default=str)
-    sys.stdout.write("\n")
+    from .json_output import dumps
+
+    sys.stdout.write(dumps(value) + "\n")
 
 
 def _print_report(report, args) -> None:
@@ -132,11 +133,17 @@ def _cmd_terms(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .collection import Collection
-    from .evaluation import evaluate, read_labels
+    from .evaluation import check_result_name, evaluate, read_labels
 
+    check_result_name(args.name)  # before the work, not after
     col = Collection.open(args.collection)
     result = evaluate(col, read_labels(col, args.labels), words=args.words or None, rounds=args.rounds, progress=not args.json)
     result.facts["command"] = "lab " + " ".join(_argv_for_record(args))
+    for reason, items in result.facts["left_out"].items():
+        shown = ", ".join(map(str, items[:5])) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+        print(f"lab evaluate: left out, {reason}: {len(items)} ({shown})", file=sys.stderr)
+    for note in result.facts["notes"]:
+        print(f"lab evaluate: note: {note}", file=sys.stderr)
     if args.out:
         for path in result.save(args.out, args.name):
             print(f"wrote {path}", file=sys.stderr)
@@ -193,7 +200,6 @@ def _cmd_words_import(args) -> int:
 
 
 def _cmd_panel(args) -> int:
-    import signal
     import threading
 
     from .installed import require_extra
@@ -325,12 +331,35 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lab`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM (kill, a scheduler stopping a job) ends a command as Ctrl-C does: temporary stores are
+    # removed, the chunk in flight is abandoned, finished ones stay (the panel installs its own handlers)
+    with _terminate_as_interrupt():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Within: SIGTERM raises KeyboardInterrupt (in the main thread; the previous handler is restored after)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
+    """Run the chosen command; errors a user can act on become one line on stderr and an exit status."""
     import sqlite3
 
     from .collection import CollectionError
+    from .distributed import ClusterError
     from .feedback import FeedbackError
     from .installed import MissingExtraError
-    from .distributed import ClusterError
     from .models import WeightsUnavailableError
     from .report import NotebookFailed
 
@@ -343,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab {args.command}: error: the feedback store of {args.collection} is damaged or locked ({_one_line(err)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"lab {args.command}: interrupted; finished chunks are kept, run the same command to resume", file=sys.stderr)
+        resume = {"index": "; finished chunks are kept, run the same command to resume"}
+        print(f"lab {args.command}: interrupted{resume.get(args.command, '')}", file=sys.stderr)
         return 130
 
 

@@ -25,39 +25,86 @@ collection's own judgments are never touched:
 
 from __future__ import annotations
 
-import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .experiments import caltech_query_words, keyword_precision, query_by_example_table, simulate_feedback, teach_once
+from .json_output import dumps
+from .validation import has_letters
 
-__all__ = ["Evaluation", "evaluate", "read_labels"]
+__all__ = ["Evaluation", "check_result_name", "evaluate", "read_labels"]
 
 
 def read_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
-    """Label name per collection image path: from ``labels_csv`` (``path,label_name``) or parent folder names.
+    """Label name per image path: from ``labels_csv`` (``path,label_name``) or parent folder names.
 
-    Images without a label are left out.
+    Paths in the CSV are relative to it (or absolute). A blank label is kept
+    as ``""``: :func:`evaluate` leaves such images out and says so. Rows
+    repeated exactly count once.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: it is not a UTF-8 CSV, lacks the ``path`` or
+        ``label_name`` column, has a row with no path or more fields than
+        columns, or gives one path two different labels.
     """
     if labels_csv is None:
         return pd.Series({path: Path(path).parent.name for path in col.paths}, name="label_name")
     labels_csv = Path(labels_csv).expanduser().resolve()
-    table = pd.read_csv(labels_csv)
+    try:
+        with warnings.catch_warnings():  # a row with more fields than the header is an error, not a truncated row
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # every cell a string, "NA" and "null" labels too; no column silently taken as the index
+            table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False, index_col=False, on_bad_lines="error", encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{labels_csv} is not a UTF-8 CSV with the columns path,label_name ({_one_line(err)})") from err
     missing = {"path", "label_name"} - set(table.columns)
     if missing:
         raise ValueError(f"{labels_csv} needs the columns path and label_name (missing: {', '.join(sorted(missing))})")
-    paths = [str((labels_csv.parent / p).resolve()) for p in table["path"]]
-    return pd.Series(table["label_name"].astype(str).to_numpy(), index=paths, name="label_name")
+    table = table[["path", "label_name"]].apply(lambda column: column.str.strip())
+    no_path = np.flatnonzero(table["path"].to_numpy() == "")
+    if len(no_path):
+        raise ValueError(f"{labels_csv}: no path on line{'s' if len(no_path) > 1 else ''} {', '.join(str(i + 2) for i in no_path[:5])}")
+    table["path"] = [str((labels_csv.parent / p).resolve()) for p in table["path"]]
+    table = table.drop_duplicates()
+    conflicts = table[table["path"].duplicated(keep=False)].groupby("path")["label_name"].agg(" and ".join)
+    if len(conflicts):
+        shown = "; ".join(f"{path}: {names}" for path, names in conflicts.head(3).items())
+        raise ValueError(f"{labels_csv} gives {len(conflicts)} image{'s' if len(conflicts) > 1 else ''} two labels ({shown})")
+    return pd.Series(table["label_name"].to_numpy(), index=table["path"].to_numpy(), name="label_name")
+
+
+def check_result_name(name: str) -> str:
+    """``name`` if it can stem the result files (``evaluation`` -> ``evaluation.md``, ...), else a ValueError."""
+    if not isinstance(name, str) or not name.strip() or name != Path(name).name or name.startswith("."):
+        raise ValueError(f"the name of the result files must be a plain file name such as 'evaluation', got {name!r}")
+    return name
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _names(items, limit: int = 5) -> str:
+    items = list(items)
+    return ", ".join(map(str, items[:limit])) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass
 class Evaluation:
     """Tables of one evaluation run (see :func:`evaluate`)."""
 
-    words: pd.DataFrame  # one row per word: kind, n_relevant, p@20, first_relevant_page, found, teach_once_p@20, vocabulary, network_calls
+    words: pd.DataFrame  # one row per word: kind, n_relevant, p@20, first_relevant_page, found, teach_once_p@20, vocabulary, named_by_vocabulary, network_calls
     rounds: pd.DataFrame  # one row per (word, round) of the simulated user
     keywords: pd.DataFrame
     query_by_example: pd.DataFrame
@@ -104,9 +151,10 @@ class Evaluation:
             "",
             self.facts.get("versions", ""),
             "",
-            f"{self.facts.get('n_images', '?')} images, {s['n_words']} words, model {self.facts.get('model', '?')}; "
-            f"{self.facts.get('seconds', 0):.0f} s.",
+            f"{self.facts.get('n_images', '?')} images ({self.facts.get('n_labeled', '?')} labeled), {_plural(s['n_words'], 'word')}, "
+            f"model {self.facts.get('model', '?')}; {self.facts.get('seconds', 0):.0f} s.",
             "",
+            *self._left_out_lines(),
             "## Summary (means over words)",
             "",
             f"- keyword search, no feedback: P@20 {s['keyword_p@20']:.3f}"
@@ -114,7 +162,7 @@ class Evaluation:
             "- the simulated user (a page of 20 judged per round, as the panel pages): new-page precision by round "
             + ", ".join(f"{v:.2f}" for v in s["new_page_precision_by_round"])
             + " (achievable " + ", ".join(f"{v:.2f}" for v in s["achievable_by_round"]) + ")",
-            "- relevant images found: " + ", ".join(f"{v:.1f} in {k.split('_')[2]} pages" for k, v in s.items() if k.startswith("found_in_")),
+            "- relevant images found: " + ", ".join(f"{v:.1f} in {_plural(int(k.split('_')[2]), 'page')}" for k, v in s.items() if k.startswith("found_in_")),
             f"- words with no relevant image in {self.rounds['round'].max() + 1} pages: {s['words_never_found']}; "
             f"latest page of a first relevant image: {s['latest_first_relevant_page']}",
             f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
@@ -131,10 +179,23 @@ class Evaluation:
             "",
             "## Query by example",
             "",
-            self.query_by_example.to_markdown(index=False, floatfmt=".3f"),
+            self._query_by_example_text(),
             "",
         ]
         return "\n".join(lines)
+
+    def _left_out_lines(self) -> list[str]:
+        """Markdown: what the evaluation could not use, by reason, with names; and what it changed of what was asked."""
+        left_out, notes = self.facts.get("left_out") or {}, self.facts.get("notes") or []
+        lines = [f"Left out, {reason}: {len(items)} ({_names(items)})." for reason, items in left_out.items()] + [f"Note: {note}." for note in notes]
+        return lines + [""] if lines else []
+
+    def _query_by_example_text(self) -> str:
+        table = self.query_by_example
+        if table.empty:
+            return "Not measured: no label has two images or more, so no query has another image of its label to find."
+        n = self.facts.get("n_queries", table.attrs.get("n_queries"))
+        return (f"{n} queries: labeled images whose label has another image (a seeded sample above the limit).\n\n" if n else "") + table.to_markdown(index=False, floatfmt=".3f")
 
     def _not_found_lines(self) -> list[str]:
         """Markdown: each word the simulated user never found, with what the vocabulary and the network make of it."""
@@ -145,12 +206,13 @@ class Evaluation:
                  "Where the classes the vocabulary looks for are not what the network calls the word's images, only an "
                  "example image (`lab teach`, or query by example) leads to them.", ""]
         for row in lost.itertuples():
-            looks_for = f"looks for {row.vocabulary}" if row.vocabulary else "knows nothing of it"
-            lines.append(f"- **{row.word}** ({row.n_relevant} images): the vocabulary {looks_for}; the network calls its images {row.network_calls}")
+            looks_for = f"looks for {row.vocabulary} (the network's top class for {row.named_by_vocabulary:.0%} of them)" if row.vocabulary else "knows nothing of it"
+            lines.append(f"- **{row.word}** ({_plural(row.n_relevant, 'image')}): the vocabulary {looks_for}; the network calls them {row.network_calls}")
         return lines + [""]
 
     def save(self, out_dir: str | os.PathLike, name: str = "evaluation") -> list[Path]:
         """Write ``<name>.md``, ``<name>_words.csv``, ``<name>_rounds.csv``, ``<name>_query_by_example.csv`` and ``<name>.json``."""
+        check_result_name(name)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = [out / f"{name}.md", out / f"{name}_words.csv", out / f"{name}_rounds.csv", out / f"{name}_query_by_example.csv", out / f"{name}.json"]
@@ -158,7 +220,7 @@ class Evaluation:
         self.words.to_csv(written[1], index=False)
         self.rounds.to_csv(written[2], index=False)
         self.query_by_example.to_csv(written[3], index=False)
-        written[4].write_text(json.dumps(self.to_dict(), indent=1, default=float))
+        written[4].write_text(dumps(self.to_dict(), indent=1))
         return written
 
     def to_dict(self) -> dict:
@@ -192,15 +254,39 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     from tqdm.auto import tqdm
 
     started = time.time()
-    labels = labels[labels.index.isin(set(col.paths))]
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"rounds must be a whole number of pages, 1 or more, got {rounds!r}")
+    notes = []
+    pages = max(1, -(-len(col) // k))
+    if rounds > pages:  # a page past the last image would judge nothing
+        notes.append(f"{rounds} rounds asked, but the collection fills {_plural(pages, 'page')} of {k}: {pages} evaluated")
+        rounds = pages
+    left_out = {}
+    in_collection = labels.index.isin(set(col.paths))
+    if (~in_collection).any():
+        left_out["labeled paths not in the collection"] = list(labels.index[~in_collection])
+    labels = labels[in_collection]
+    if (labels == "").any():
+        left_out["images with an empty label"] = list(labels.index[labels == ""])
+        labels = labels[labels != ""]
     if labels.empty:
         raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
     query_words = caltech_query_words(labels)
+    no_letters = [word for word in query_words if not has_letters(word)]
+    if no_letters:  # "123" or "---" names no word a user could type
+        left_out["labels that are not words (no letters)"] = no_letters
+        query_words = {word: names for word, names in query_words.items() if word not in no_letters}
+    also = "".join(f"; left out, {reason}: {_names(items, 3)}" for reason, items in left_out.items())
+    if len(set(labels)) < 2:
+        raise ValueError(f"every labeled image has the label {labels.iloc[0]!r}: an evaluation needs two labels or more "
+                         f"(put the images in one folder per label, or pass a labels CSV){also}")
+    if not query_words:
+        raise ValueError(f"no label names a word to search for{also}")
     if words:
         unknown = [w for w in words if w not in query_words]
         if unknown:
             raise ValueError(f"no label for {', '.join(unknown)}; the labels give: {', '.join(sorted(query_words))}")
-        query_words = {w: query_words[w] for w in words}
+        query_words = {w: query_words[w] for w in dict.fromkeys(words)}
 
     def each_word(experiment, desc):
         frames = []
@@ -228,9 +314,9 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     per_word["found"] = last["found"].reindex(per_word.index)
     per_word["new_page_precision"] = simulated.groupby("word")["precision"].apply(lambda p: " ".join(f"{v:.2f}" for v in p)).reindex(per_word.index)
     per_word["teach_once_p@20"] = taught.groupby("word")[f"p@{k}"].mean().reindex(per_word.index)
-    per_word[["vocabulary", "network_calls"]] = keywords.set_index("word")[["vocabulary", "network_calls"]]
+    per_word[["vocabulary", "named_by_vocabulary", "network_calls"]] = keywords.set_index("word")[["vocabulary", "named_by_vocabulary", "network_calls"]]
     from .installed import versions_line
 
-    facts = {"collection": str(col.root), "n_images": len(col), "model": col.model_name, "rounds": rounds, "k": k, "seconds": time.time() - started,
-             "versions": versions_line()}
+    facts = {"collection": str(col.root), "n_images": len(col), "n_labeled": int(len(labels)), "model": col.model_name, "rounds": rounds, "k": k,
+             "n_queries": int(qbe.attrs.get("n_queries", 0)), "seconds": time.time() - started, "versions": versions_line(), "left_out": left_out, "notes": notes}
     return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)

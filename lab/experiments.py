@@ -21,6 +21,7 @@ __all__ = [
     "query_by_example_table",
     "simulate_feedback",
     "teach_once",
+    "top_classes",
     "uncovered_words",
     "vocabulary_classes",
 ]
@@ -96,10 +97,12 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
     DataFrame
         One row per word: ``kind``, ``n_relevant``, ``n_matches``, ``p@k``,
         ``ap``; ``vocabulary``, the ImageNet classes the word's prior weighs
-        most (:func:`vocabulary_classes`), and ``network_calls``, the classes
-        the network names most of the word's images (:func:`network_calls`).
-        When the two share nothing, the vocabulary cannot lead a user to the
-        word: teaching one example image is the way in.
+        most (:func:`vocabulary_classes`); ``named_by_vocabulary``, the
+        share of the word's images whose top class is one of them; and
+        ``network_calls``, the classes the network names most of the word's
+        images (:func:`network_calls`). When the share is near 0 the
+        vocabulary cannot lead a user to the word: teaching one example
+        image is the way in.
     """
     from .search.keywords import resolve_word
     from .vocabulary import load_vocabulary
@@ -110,6 +113,7 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
         relevant = _relevant_mask(col, labels, classes)
         result = col.search(word, k=len(col))
         hits = relevant[result["id"].to_numpy()]
+        resolution, top = resolve_word(word, vocabulary), top_classes(col.class_probabilities, relevant)
         rows.append(
             {
                 "word": word,
@@ -118,41 +122,47 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
                 "n_matches": result.attrs["n_matches"],
                 f"p@{k}": precision_at_k(hits, k),
                 "ap": average_precision(hits, int(relevant.sum())),
-                "vocabulary": vocabulary_classes(resolve_word(word, vocabulary), vocabulary),
-                "network_calls": network_calls(col.class_probabilities, relevant, vocabulary),
+                "vocabulary": vocabulary_classes(resolution, vocabulary),
+                "named_by_vocabulary": float(np.isin(top, resolution.classes).mean()) if len(top) else 0.0,
+                "network_calls": network_calls(top, vocabulary),
             }
         )
     return pd.DataFrame(rows)
 
 
 def vocabulary_classes(resolution, vocabulary, n: int = 3) -> str:
-    """The ``n`` ImageNet classes a word's prior weighs most, heaviest first ("" when none).
+    """The ``n`` ImageNet classes a word's prior weighs most, heaviest first, and how many there are ("" when none).
 
     >>> from lab.vocabulary import load_vocabulary
     >>> vocabulary = load_vocabulary()
     >>> vocabulary_classes(vocabulary.resolve("menorah"), vocabulary)
     'candle'
+    >>> vocabulary_classes(vocabulary.resolve("dog"), vocabulary)
+    '118 classes: Chihuahua, Japanese spaniel, Maltese dog, ...'
     """
     order = np.argsort(-np.asarray(resolution.weights), kind="stable")[:n]
-    return ", ".join(vocabulary.class_label(int(resolution.classes[i])) for i in order)
+    names = ", ".join(vocabulary.class_label(int(resolution.classes[i])) for i in order)
+    return f"{len(resolution.classes)} classes: {names}, ..." if len(resolution.classes) > n else names
 
 
-def network_calls(class_probabilities, rows, vocabulary, n: int = 2) -> str:
-    """The ``n`` ImageNet classes the network names most of ``rows``' images (top-1), with their shares.
+def top_classes(class_probabilities, rows) -> np.ndarray:
+    """The class the network names each of ``rows`` (a boolean mask or row ids) with: its top-1 class."""
+    rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, np.int64)
+    return read_rows(class_probabilities, rows).argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
+
+
+def network_calls(top: np.ndarray, vocabulary, n: int = 2) -> str:
+    """The ``n`` classes most frequent in ``top`` (:func:`top_classes` of a word's images), with their shares.
 
     >>> from lab.vocabulary import load_vocabulary
-    >>> probabilities = np.zeros((4, 1000), np.float16)
-    >>> probabilities[[0, 1, 2], 985] = probabilities[3, 738] = 0.9
-    >>> network_calls(probabilities, np.ones(4, bool), load_vocabulary())
+    >>> network_calls(np.array([985, 985, 985, 738]), load_vocabulary())
     'daisy 75%, pot 25%'
     """
-    rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, np.int64)
-    if len(rows) == 0:
+    if len(top) == 0:
         return ""
-    top = read_rows(class_probabilities, rows).argmax(axis=1)
     classes, counts = np.unique(top, return_counts=True)
     order = np.argsort(-counts, kind="stable")[:n]
-    return ", ".join(f"{vocabulary.class_label(int(classes[i]))} {counts[i] / len(rows):.0%}" for i in order)
+    return ", ".join(f"{vocabulary.class_label(int(classes[i]))} {counts[i] / len(top):.0%}" for i in order)
 
 
 def simulate_feedback(
@@ -252,13 +262,21 @@ def query_by_example_table(
 ) -> pd.DataFrame:
     """P@5, P@10, P@20 and mAP of query by example for each layer x metric (the original's table).
 
-    Queries are a seeded sample of labeled images; relevant = same label;
-    the query itself is left out; AP ranks the whole collection. With
-    ``approximate`` an extra row per layer measures faiss IVF (cosine) against
-    the exact ranking.
+    Queries are a seeded sample of labeled images whose label has another
+    image (a query alone in its label has nothing to find and would only
+    pull the means down); relevant = same label; the query itself is left
+    out; AP ranks the whole collection. With ``approximate`` an extra row per
+    layer measures faiss IVF (cosine) against the exact ranking. No query:
+    an empty table. ``table.attrs["n_queries"]`` is the number of queries.
     """
     label_of_row = labels.reindex(col.paths).to_numpy()
     labeled = np.flatnonzero(pd.notna(label_of_row))
+    images_of_label = pd.Series(label_of_row[labeled]).value_counts()
+    labeled = labeled[pd.Series(label_of_row[labeled]).map(images_of_label).to_numpy() > 1]
+    if not len(labeled):
+        table = pd.DataFrame(columns=["layer", "metric", "search", "p@5", "p@10", "p@20", "map"])
+        table.attrs["n_queries"] = 0
+        return table
     rng = np.random.default_rng(seed)
     queries = rng.choice(labeled, size=min(n_queries, len(labeled)), replace=False)
     rows = []

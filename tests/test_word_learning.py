@@ -64,7 +64,8 @@ def test_every_flower_is_found_by_the_second_page(flower_photos, tmp_path):
     # per word, what the vocabulary looks for and what the network calls the word's photos: the look-alike shows
     words = result.words.set_index("word")
     assert words.loc["daisy", "vocabulary"] == "daisy" and words.loc["daisy", "network_calls"].startswith("daisy ")
-    assert words.loc["dandelion", "vocabulary"].startswith("daisy") and "daisy" in words.loc["dandelion", "network_calls"]
+    assert words.loc["dandelion", "vocabulary"].split(": ")[-1].startswith("daisy") and "daisy" in words.loc["dandelion", "network_calls"]
+    assert words.loc["daisy", "named_by_vocabulary"] >= 0.7  # the network calls most daisies daisies
     assert "## Words not found" not in result.to_markdown()  # every word was found: nothing to explain
 
 
@@ -115,11 +116,104 @@ def test_the_report_explains_each_word_never_found():
 
     words = pd.DataFrame({"word": ["lotus", "daisy"], "kind": ["related", "imagenet"], "n_relevant": [66, 120], "p@20": [0.0, 1.0],
                           "first_relevant_page": [float("nan"), 1.0], "found": [0, 80], "new_page_precision": ["0.00 0.00", "1.00 1.00"],
-                          "teach_once_p@20": [0.7, 1.0], "vocabulary": ["giant schnauzer, jaguar", "daisy"], "network_calls": ["daisy 55%, pot 11%", "daisy 79%, bee 5%"]})
+                          "teach_once_p@20": [0.7, 1.0], "vocabulary": ["giant schnauzer, jaguar", "daisy"], "named_by_vocabulary": [0.0, 0.79], "network_calls": ["daisy 55%, pot 11%", "daisy 79%, bee 5%"]})
     rounds = pd.DataFrame({"word": ["lotus", "lotus", "daisy", "daisy"], "round": [0, 1, 0, 1], "precision": [0.0, 0.0, 1.0, 1.0],
                            "achievable": [1.0, 1.0, 1.0, 1.0], "found": [0, 0, 20, 40], "first_page_p@20": [0.0, 0.0, 1.0, 1.0]})
     taught = pd.DataFrame({"word": ["lotus"], "seed": [0], "p@20": [0.7]})
     report = Evaluation(words, rounds, words, pd.DataFrame(), taught, rounds).to_markdown()
     section = report.split("## Words not found in 2 pages")[1].split("##")[0]
-    assert "**lotus** (66 images): the vocabulary looks for giant schnauzer, jaguar; the network calls its images daisy 55%, pot 11%" in section
+    assert ("**lotus** (66 images): the vocabulary looks for giant schnauzer, jaguar (the network's top class for 0% of them); "
+            "the network calls them daisy 55%, pot 11%") in section
     assert "**daisy**" not in section  # only the words never found are listed
+
+
+def _write_labels(root, rows, name="labels.csv", encoding="utf-8"):
+    path = root / name
+    path.write_bytes(("path,label_name\n" + "".join(f"{p},{label}\n" for p, label in rows)).encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is not a UTF-8 CSV"),
+        ("path,label_name\nimages/cat/cat__chelsea.jpg,K\u00e4fer\n".encode("latin-1"), "is not a UTF-8 CSV"),
+        (b"path,label_name\nimages/cat/cat__chelsea.jpg,cat,extra\n", "is not a UTF-8 CSV"),  # was: the path column taken as the index
+        (b"path,label_name\nimages/cat/cat__chelsea.jpg,cat\nimages/cat/cat__chelsea.jpg,coffee\n", "gives 1 image two labels"),
+        (b"path,label_name\n,cat\n", "no path on line 2"),
+        (b"file,label\na.jpg,cat\n", "needs the columns path and label_name"),
+    ],
+)
+def test_a_bad_labels_file_is_refused_by_name(labeled_collection, tmp_path, content, message):
+    from lab.evaluation import read_labels
+
+    col, root = labeled_collection
+    (tmp_path / "labels.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=message) as refused:
+        read_labels(col, tmp_path / "labels.csv")
+    assert str(tmp_path / "labels.csv") in str(refused.value)
+
+
+def test_lab_evaluate_names_what_it_leaves_out_and_writes_json_without_nan(labeled_collection, tmp_path):
+    col, root = labeled_collection
+    images = {label_of(Path(p)): str(Path(p).relative_to(root)) for p in col.paths}
+    rows = [(images["cat"], "cat"), (images["coffee"], "coffee"), (images["flower"], ""), (images["rocket"], "123"),
+            ("images/cat/not-there.jpg", "cat"), (images["cat"], "cat")]  # the last repeats the first: counted once
+    labels_csv = _write_labels(root, rows, name="labels_left_out.csv")
+    done = subprocess.run([sys.executable, "-m", "lab.cli", "evaluate", "-c", str(col.root), "--labels", str(labels_csv), "--rounds", "1", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout, parse_constant=lambda constant: pytest.fail(f"{constant} in the JSON"))  # NaN is no JSON
+    assert {w["word"] for w in report["words"]} == {"cat", "coffee"}
+    left_out = report["facts"]["left_out"]
+    assert left_out["labeled paths not in the collection"] == [str(root / "images/cat/not-there.jpg")]
+    assert left_out["images with an empty label"] == [str(root / images["flower"])]
+    assert left_out["labels that are not words (no letters)"] == ["123"]
+    assert "not-there.jpg" in done.stderr and "no letters): 1 (123)" in done.stderr
+    # query by example: no label has a second image, so no query could find anything; none is counted
+    assert report["facts"]["n_queries"] == 0 and report["query_by_example"] == []
+
+
+def test_lab_evaluate_judges_no_more_pages_than_the_collection_fills(labeled_collection):
+    from lab.evaluation import evaluate, read_labels
+
+    col, _ = labeled_collection  # 27 images: 2 pages of 20
+    result = evaluate(col, read_labels(col), words=["cat"], rounds=10**6, seeds=1, progress=False)
+    assert result.facts["rounds"] == 2 and sorted(result.rounds["round"].unique()) == [0, 1]
+    assert "Note: 1000000 rounds asked, but the collection fills 2 pages of 20: 2 evaluated." in result.to_markdown()
+
+
+def test_lab_evaluate_checks_its_arguments_before_the_work(labeled_collection, tmp_path):
+    from lab.evaluation import evaluate, read_labels
+
+    col, root = labeled_collection
+    labels = read_labels(col)
+    for rounds in (0, -3, 1.5, True):
+        with pytest.raises(ValueError, match="rounds must be a whole number of pages"):
+            evaluate(col, labels, rounds=rounds, progress=False)
+    with pytest.raises(ValueError, match="every labeled image has the label 'cat'"):
+        evaluate(col, labels[labels == "cat"], progress=False)
+    done = subprocess.run([sys.executable, "-m", "lab.cli", "evaluate", "-c", str(col.root), "--out", str(tmp_path), "--name", ""],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "must be a plain file name" in done.stderr and "simulated user" not in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_sigterm_stops_lab_evaluate_and_removes_its_scratch_store(labeled_collection, tmp_path):
+    import os
+    import signal
+    import time
+
+    col, root = labeled_collection
+    before = col.judgments()
+    process = subprocess.Popen([sys.executable, "-m", "lab.cli", "evaluate", "-c", str(col.root), "--rounds", "2"], cwd=ROOT,
+                               env={**os.environ, "TMPDIR": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("lab-scratch-feedback-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the evaluation ended before a scratch store was seen"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "lab evaluate: interrupted" in stderr and "resume" not in stderr
+    assert not list(tmp_path.glob("lab-scratch-feedback-*"))  # the throw-away store went with it
+    pd.testing.assert_frame_equal(Collection.open(col.root).judgments(), before)
