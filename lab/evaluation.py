@@ -12,7 +12,8 @@ collection's own judgments are never touched:
   (:func:`lab.experiments.keyword_precision`), so a word that is never found
   shows why;
 * query by example: P@5 / P@20 / mAP for each metric x layer (every labeled
-  image as a query up to ``n_queries``, a seeded sample above);
+  image whose label has another image as a query, up to ``n_queries``, a
+  seeded sample above);
 * the simulated user (:func:`lab.experiments.simulate_feedback`): a
   :class:`lab.session.SearchSession` per word, as the panel pages, judging
   every image of every page from the labels; per word the precision of each
