@@ -244,7 +244,7 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     k : int
         Page size.
     n_queries : int
-        Query-by-example queries (all labeled images up to this many).
+        Query-by-example queries (all labeled images whose label has another image, up to this many).
     seeds : int
         Draws of the taught example.
     progress : bool
