@@ -139,11 +139,8 @@ def _cmd_evaluate(args) -> int:
     col = Collection.open(args.collection)
     result = evaluate(col, read_labels(col, args.labels), words=args.words or None, rounds=args.rounds, progress=not args.json)
     result.facts["command"] = "lab " + " ".join(_argv_for_record(args))
-    for reason, items in result.facts["left_out"].items():
-        shown = ", ".join(map(str, items[:5])) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
-        print(f"lab evaluate: left out, {reason}: {len(items)} ({shown})", file=sys.stderr)
-    for note in result.facts["notes"]:
-        print(f"lab evaluate: note: {note}", file=sys.stderr)
+    for notice in result.notices():
+        print(f"lab evaluate: {notice}", file=sys.stderr)
     if args.out:
         for path in result.save(args.out, args.name):
             print(f"wrote {path}", file=sys.stderr)
@@ -337,15 +334,23 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so the same clean-up runs; the exit status says which (143, not 130)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt():
-    """Within: SIGTERM raises KeyboardInterrupt (in the main thread; the previous handler is restored after)."""
+    """Within: SIGTERM raises :class:`_Terminated` (in the main thread; the previous handler is restored after)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
@@ -371,10 +376,10 @@ def _run(args) -> int:
     except sqlite3.Error as err:
         print(f"lab {args.command}: error: the feedback store of {args.collection} is damaged or locked ({_one_line(err)})", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        resume = {"index": "; finished chunks are kept, run the same command to resume"}
-        print(f"lab {args.command}: interrupted{resume.get(args.command, '')}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        resume = "; finished chunks are kept, run the same command to resume" if args.command == "index" else ""
+        print(f"lab {args.command}: {'terminated' if isinstance(stop, _Terminated) else 'interrupted'}{resume}", file=sys.stderr)
+        return 143 if isinstance(stop, _Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import tarfile
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "read_labels", "shared_datasets_dir", "unpack_dataset"]
+from .wording import listing, plural
+
+__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "read_labels", "read_labels_csv", "shared_datasets_dir", "unpack_dataset"]
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -55,11 +58,54 @@ def unpack_dataset(name: str, target: str | os.PathLike) -> Path:
 
 
 def read_labels(folder: str | os.PathLike) -> pd.DataFrame:
-    """``labels.csv`` with ``path`` made absolute."""
-    folder = Path(folder)
-    labels = pd.read_csv(folder / "labels.csv")
-    labels["path"] = [str((folder / p).resolve()) for p in labels["path"]]
-    return labels
+    """A dataset folder's ``labels.csv`` (:func:`read_labels_csv`)."""
+    return read_labels_csv(Path(folder) / "labels.csv")
+
+
+def read_labels_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """A labels file: columns ``path`` (absolute, resolved from the file's folder) and ``label_name``.
+
+    Cells are read as text ("NA" and "null" are labels like any other) and
+    stripped; a blank label stays ``""`` for the caller to leave out; rows
+    repeated exactly count once.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: it is empty or not UTF-8 text, a row has more
+        fields than the header, a ``path`` or ``label_name`` column is
+        missing or given twice, a row has no path, or one image has two
+        different labels.
+    """
+    path = Path(path).expanduser().resolve()
+    try:
+        with warnings.catch_warnings():  # a row with more fields than the header is an error, not a truncated row
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False, on_bad_lines="error", encoding="utf-8-sig")
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(f"{path} is empty: a labels file has the columns path,label_name") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text: save it as UTF-8 (CSV, columns path,label_name)") from err
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        raise ValueError(f"{path}: a row has more fields than the header has columns ({' '.join(str(err).split())})") from err
+    table.columns = [str(column).strip() for column in table.columns]
+    repeated = sorted({column.rsplit(".", 1)[0] for column in table.columns if column.rsplit(".", 1)[0] in ("path", "label_name") and column.rsplit(".", 1)[-1].isdigit()})
+    if repeated:
+        raise ValueError(f"{path} has the column {' and '.join(repeated)} twice")
+    missing = {"path", "label_name"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path} needs the columns path and label_name (missing: {', '.join(sorted(missing))})")
+    table = table[["path", "label_name"]].apply(lambda column: column.str.strip())
+    no_path = table["path"] == ""
+    if no_path.any():
+        raise ValueError(f"{path}: {plural(int(no_path.sum()), 'row')} with no path (labeled {listing(table.loc[no_path, 'label_name'], 3)})")
+    table["path"] = [str((path.parent / p).resolve()) for p in table["path"]]
+    table = table.drop_duplicates().reset_index(drop=True)
+    conflicts = table[table["path"].duplicated(keep=False)].groupby("path")["label_name"].agg(" and ".join)
+    if len(conflicts):
+        shown = "; ".join(f"{image}: {names}" for image, names in conflicts.head(3).items())
+        raise ValueError(f"{path} gives {plural(len(conflicts), 'image')} two labels ({shown})")
+    return table
 
 
 def folder_labels(images_folder: str | os.PathLike) -> "pd.Series | None":

@@ -27,57 +27,35 @@ collection's own judgments are never touched:
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .datasets import read_labels_csv
 from .experiments import caltech_query_words, keyword_precision, query_by_example_table, simulate_feedback, teach_once
 from .json_output import dumps
 from .validation import has_letters
+from .wording import listing, plural
 
 __all__ = ["Evaluation", "check_result_name", "evaluate", "read_labels"]
 
 
 def read_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
-    """Label name per image path: from ``labels_csv`` (``path,label_name``) or parent folder names.
+    """Label name per image path: from ``labels_csv`` (``path,label_name``, :func:`lab.datasets.read_labels_csv`) or parent folder names.
 
     Paths in the CSV are relative to it (or absolute). A blank label is kept
-    as ``""``: :func:`evaluate` leaves such images out and says so. Rows
-    repeated exactly count once.
+    as ``""``: :func:`evaluate` leaves such images out and says so.
 
     Raises
     ------
     ValueError
-        Naming the file: it is not a UTF-8 CSV, lacks the ``path`` or
-        ``label_name`` column, has a row with no path or more fields than
-        columns, or gives one path two different labels.
+        Naming the file, when it cannot be read as a labels file.
     """
     if labels_csv is None:
         return pd.Series({path: Path(path).parent.name for path in col.paths}, name="label_name")
-    labels_csv = Path(labels_csv).expanduser().resolve()
-    try:
-        with warnings.catch_warnings():  # a row with more fields than the header is an error, not a truncated row
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            # every cell a string, "NA" and "null" labels too; no column silently taken as the index
-            table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False, index_col=False, on_bad_lines="error", encoding="utf-8-sig")
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{labels_csv} is not a UTF-8 CSV with the columns path,label_name ({_one_line(err)})") from err
-    missing = {"path", "label_name"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{labels_csv} needs the columns path and label_name (missing: {', '.join(sorted(missing))})")
-    table = table[["path", "label_name"]].apply(lambda column: column.str.strip())
-    no_path = np.flatnonzero(table["path"].to_numpy() == "")
-    if len(no_path):
-        raise ValueError(f"{labels_csv}: no path on line{'s' if len(no_path) > 1 else ''} {', '.join(str(i + 2) for i in no_path[:5])}")
-    table["path"] = [str((labels_csv.parent / p).resolve()) for p in table["path"]]
-    table = table.drop_duplicates()
-    conflicts = table[table["path"].duplicated(keep=False)].groupby("path")["label_name"].agg(" and ".join)
-    if len(conflicts):
-        shown = "; ".join(f"{path}: {names}" for path, names in conflicts.head(3).items())
-        raise ValueError(f"{labels_csv} gives {len(conflicts)} image{'s' if len(conflicts) > 1 else ''} two labels ({shown})")
+    table = read_labels_csv(labels_csv)
     return pd.Series(table["label_name"].to_numpy(), index=table["path"].to_numpy(), name="label_name")
 
 
@@ -86,19 +64,6 @@ def check_result_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip() or name != Path(name).name or name.startswith("."):
         raise ValueError(f"the name of the result files must be a plain file name such as 'evaluation', got {name!r}")
     return name
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _names(items, limit: int = 5) -> str:
-    items = list(items)
-    return ", ".join(map(str, items[:limit])) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass
@@ -152,10 +117,10 @@ class Evaluation:
             "",
             self.facts.get("versions", ""),
             "",
-            f"{self.facts.get('n_images', '?')} images ({self.facts.get('n_labeled', '?')} labeled), {_plural(s['n_words'], 'word')}, "
+            f"{self.facts.get('n_images', '?')} images ({self.facts.get('n_labeled', '?')} labeled), {plural(s['n_words'], 'word')}, "
             f"model {self.facts.get('model', '?')}; {self.facts.get('seconds', 0):.0f} s.",
             "",
-            *self._left_out_lines(),
+            *self._notice_lines(),
             "## Summary (means over words)",
             "",
             f"- keyword search, no feedback: P@20 {s['keyword_p@20']:.3f}"
@@ -163,7 +128,7 @@ class Evaluation:
             "- the simulated user (a page of 20 judged per round, as the panel pages): new-page precision by round "
             + ", ".join(f"{v:.2f}" for v in s["new_page_precision_by_round"])
             + " (achievable " + ", ".join(f"{v:.2f}" for v in s["achievable_by_round"]) + ")",
-            "- relevant images found: " + ", ".join(f"{v:.1f} in {_plural(int(k.split('_')[2]), 'page')}" for k, v in s.items() if k.startswith("found_in_")),
+            "- relevant images found: " + ", ".join(f"{v:.1f} in {plural(int(k.split('_')[2]), 'page')}" for k, v in s.items() if k.startswith("found_in_")),
             f"- words with no relevant image in {self.rounds['round'].max() + 1} pages: {s['words_never_found']}; "
             f"latest page of a first relevant image: {s['latest_first_relevant_page']}",
             f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
@@ -185,10 +150,13 @@ class Evaluation:
         ]
         return "\n".join(lines)
 
-    def _left_out_lines(self) -> list[str]:
-        """Markdown: what the evaluation could not use, by reason, with names; and what it changed of what was asked."""
+    def notices(self) -> list[str]:
+        """What the evaluation left out (by reason, with names) and what it changed of what was asked, a sentence each."""
         left_out, notes = self.facts.get("left_out") or {}, self.facts.get("notes") or []
-        lines = [f"Left out, {reason}: {len(items)} ({_names(items)})." for reason, items in left_out.items()] + [f"Note: {note}." for note in notes]
+        return [f"left out, {reason}: {len(items)} ({listing(items)})" for reason, items in left_out.items()] + [f"note: {note}" for note in notes]
+
+    def _notice_lines(self) -> list[str]:
+        lines = [f"{notice[0].upper()}{notice[1:]}." for notice in self.notices()]
         return lines + [""] if lines else []
 
     def _query_by_example_text(self) -> str:
@@ -208,7 +176,7 @@ class Evaluation:
                  "example image (`lab teach`, or query by example) leads to them.", ""]
         for row in lost.itertuples():
             looks_for = f"looks for {row.vocabulary} (the network's top class for {row.named_by_vocabulary:.0%} of them)" if row.vocabulary else "knows nothing of it"
-            lines.append(f"- **{row.word}** ({_plural(row.n_relevant, 'image')}): the vocabulary {looks_for}; the network calls them {row.network_calls}")
+            lines.append(f"- **{row.word}** ({plural(row.n_relevant, 'image')}): the vocabulary {looks_for}; the network calls them {row.network_calls}")
         return lines + [""]
 
     def save(self, out_dir: str | os.PathLike, name: str = "evaluation") -> list[Path]:
@@ -255,12 +223,13 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     from tqdm.auto import tqdm
 
     started = time.time()
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"rounds must be a whole number of pages, 1 or more, got {rounds!r}")
+    for name, value, least in (("rounds", rounds, 1), ("k", k, 1), ("seeds", seeds, 1), ("n_queries", n_queries, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be a whole number, {least} or more, got {value!r}")
     notes = []
     pages = max(1, -(-len(col) // k))
     if rounds > pages:  # a page past the last image would judge nothing
-        notes.append(f"{rounds} rounds asked, but the collection fills {_plural(pages, 'page')} of {k}: {pages} evaluated")
+        notes.append(f"{rounds} rounds asked, but the collection fills {plural(pages, 'page')} of {k}: {pages} evaluated")
         rounds = pages
     left_out = {}
     in_collection = labels.index.isin(set(col.paths))
@@ -274,10 +243,11 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
         raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
     query_words = caltech_query_words(labels)
     no_letters = [word for word in query_words if not has_letters(word)]
-    if no_letters:  # "123" or "---" names no word a user could type
+    if no_letters:  # "123" or "---" names no word a user could type: its images are no ground truth either
         left_out["labels that are not words (no letters)"] = no_letters
+        labels = labels[~labels.isin([name for word in no_letters for name in query_words[word]])]
         query_words = {word: names for word, names in query_words.items() if word not in no_letters}
-    also = "".join(f"; left out, {reason}: {_names(items, 3)}" for reason, items in left_out.items())
+    also = "".join(f"; left out, {reason}: {listing(items, 3)}" for reason, items in left_out.items())
     if len(set(labels)) < 2:
         raise ValueError(f"every labeled image has the label {labels.iloc[0]!r}: an evaluation needs two labels or more "
                          f"(put the images in one folder per label, or pass a labels CSV){also}")

@@ -92,29 +92,33 @@ class Vocabulary:
     def __contains__(self, word: str) -> bool:
         return self.base_form(normalize_term(word)) in self._words
 
-    def _known(self, term: str) -> bool:
-        """Does WordNet or the word vectors relate ``term`` to ImageNet classes?"""
-        return term in self._words or term in self._neighbours
-
     def base_form(self, term: str) -> str:
-        """The dictionary form of a (normalised) term: "buses" -> "bus", "mice" -> "mouse", "tulips" -> "tulip".
+        """The dictionary form of a (normalised) term: "buses" -> "bus", "mice" -> "mouse".
 
-        A form is known when WordNet or the word vectors relate it to ImageNet
-        classes, so a plural means what its singular means either way.
+        Only WordNet's words count: the form is the key judgments are stored
+        under, so it must not change when the word vectors do.
         """
-        candidates = [term, term.replace("-", " "), term.replace(" ", "-"), term.replace("-", ""), term.replace(" ", ""), term + "s"]
+        return self._form_in(term, self._words, wordnet=True)
+
+    def _form_in(self, term: str, known, wordnet: bool = False) -> str:
+        """``term``, or the spelling or singular of it that ``known`` holds ("buses" -> "bus"); ``term`` when none is.
+
+        With ``wordnet`` (``known`` is WordNet's words) also ``term + "s"``
+        ("glasse" -> "glasses") and an irregular plural's singular in any case.
+        """
+        candidates = [term, term.replace("-", " "), term.replace(" ", "-"), term.replace("-", ""), term.replace(" ", "")] + ([term + "s"] if wordnet else [])
         for candidate in candidates:
-            if self._known(candidate):
+            if candidate in known:
                 return candidate
         head, _, last = term.rpartition(" ")
         prefix = f"{head} " if head else ""
-        if last in self._plurals:
+        if last in self._plurals and (wordnet or prefix + self._plurals[last] in known):
             return prefix + self._plurals[last]
         for suffix, replacement in (("ies", "y"), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("es", "e"), ("es", ""), ("s", "")):
             if last.endswith(suffix) and len(last) > len(suffix) + 1:
                 candidate = prefix + last[: -len(suffix)] + replacement
-                if self._known(candidate) or self._known(candidate.replace(" ", "-")):
-                    return candidate if self._known(candidate) else candidate.replace(" ", "-")
+                if candidate in known or candidate.replace(" ", "-") in known:
+                    return candidate if candidate in known else candidate.replace(" ", "-")
         return term
 
     def resolve(self, query: str) -> Resolution:
@@ -173,8 +177,8 @@ class Vocabulary:
         return self.hypernyms[wnid]["name"]
 
     def similar_word_classes(self, term: str) -> list[tuple[int, float]]:
-        """ImageNet classes whose names have word vectors like ``term``'s: (class, cosine), best first."""
-        return [(int(c), float(s)) for c, s in self._neighbours.get(term, [])]
+        """ImageNet classes whose names have word vectors like ``term``'s (or its singular's): (class, cosine), best first."""
+        return [(int(c), float(s)) for c, s in self._neighbours.get(self._form_in(term, self._neighbours), [])]
 
     def class_label(self, index: int) -> str:
         """Short display name of an ImageNet class."""

@@ -28,6 +28,12 @@ def test_index_json_then_info(tmp_path, messy_folder):
     info = run(LAB + ["info", "-c", str(tmp_path / "c"), "--json"])
     assert json.loads(info.stdout)["n_images"] == 27
 
+    # a word with no feedback has no learned score: null, not NaN (which JSON parsers in browsers refuse)
+    search = run(LAB + ["search", "cat", "-c", str(tmp_path / "c"), "--json", "-k", "3"])
+    assert search.returncode == 0, search.stderr
+    results = json.loads(search.stdout, parse_constant=lambda constant: pytest.fail(f"{constant} in the JSON"))["results"]
+    assert len(results) >= 1 and all(result["learned"] is None for result in results)
+
 
 def test_cli_errors_are_one_clear_line(tmp_path):
     result = run(LAB + ["info", "-c", str(tmp_path / "nothing")])

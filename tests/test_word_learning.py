@@ -114,34 +114,37 @@ def test_lab_evaluate_with_a_labels_csv_and_a_clear_error_for_unknown_words(labe
 def test_the_report_explains_each_word_never_found():
     from lab.evaluation import Evaluation
 
-    words = pd.DataFrame({"word": ["lotus", "daisy"], "kind": ["related", "imagenet"], "n_relevant": [66, 120], "p@20": [0.0, 1.0],
-                          "first_relevant_page": [float("nan"), 1.0], "found": [0, 80], "new_page_precision": ["0.00 0.00", "1.00 1.00"],
-                          "teach_once_p@20": [0.7, 1.0], "vocabulary": ["giant schnauzer, jaguar", "daisy"], "named_by_vocabulary": [0.0, 0.79], "network_calls": ["daisy 55%, pot 11%", "daisy 79%, bee 5%"]})
-    rounds = pd.DataFrame({"word": ["lotus", "lotus", "daisy", "daisy"], "round": [0, 1, 0, 1], "precision": [0.0, 0.0, 1.0, 1.0],
-                           "achievable": [1.0, 1.0, 1.0, 1.0], "found": [0, 0, 20, 40], "first_page_p@20": [0.0, 0.0, 1.0, 1.0]})
+    words = pd.DataFrame({"word": ["lotus", "daisy", "garfield"], "kind": ["related", "imagenet", "unknown"], "n_relevant": [66, 120, 1], "p@20": [0.0, 1.0, 0.0],
+                          "first_relevant_page": [float("nan"), 1.0, float("nan")], "found": [0, 80, 0], "new_page_precision": ["0.00 0.00", "1.00 1.00", "0.00 0.00"],
+                          "teach_once_p@20": [0.7, 1.0, 0.0], "vocabulary": ["giant schnauzer, jaguar", "daisy", ""], "named_by_vocabulary": [0.0, 0.79, 0.0],
+                          "network_calls": ["daisy 55%, pot 11%", "daisy 79%, bee 5%", "comic book 100%"]})
+    rounds = pd.DataFrame({"word": ["lotus", "lotus", "daisy", "daisy", "garfield", "garfield"], "round": [0, 1, 0, 1, 0, 1], "precision": [0.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+                           "achievable": [1.0] * 6, "found": [0, 0, 20, 40, 0, 0], "first_page_p@20": [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]})
     taught = pd.DataFrame({"word": ["lotus"], "seed": [0], "p@20": [0.7]})
     report = Evaluation(words, rounds, words, pd.DataFrame(), taught, rounds).to_markdown()
     section = report.split("## Words not found in 2 pages")[1].split("##")[0]
     assert ("**lotus** (66 images): the vocabulary looks for giant schnauzer, jaguar (the network's top class for 0% of them); "
             "the network calls them daisy 55%, pot 11%") in section
+    assert "**garfield** (1 image): the vocabulary knows nothing of it; the network calls them comic book 100%" in section
     assert "**daisy**" not in section  # only the words never found are listed
 
 
-def _write_labels(root, rows, name="labels.csv", encoding="utf-8"):
+def _write_labels(root, rows, name="labels.csv"):
     path = root / name
-    path.write_bytes(("path,label_name\n" + "".join(f"{p},{label}\n" for p, label in rows)).encode(encoding))
+    path.write_text("path,label_name\n" + "".join(f"{p},{label}\n" for p, label in rows))
     return path
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"", "is not a UTF-8 CSV"),
-        ("path,label_name\nimages/cat/cat__chelsea.jpg,K\u00e4fer\n".encode("latin-1"), "is not a UTF-8 CSV"),
-        (b"path,label_name\nimages/cat/cat__chelsea.jpg,cat,extra\n", "is not a UTF-8 CSV"),  # was: the path column taken as the index
+        (b"", "is empty"),
+        ("path,label_name\nimages/cat/cat__chelsea.jpg,K\u00e4fer\n".encode("latin-1"), "is not UTF-8 text"),
+        (b"path,label_name\nimages/cat/cat__chelsea.jpg,cat,extra\n", "a row has more fields than the header"),  # was: the path column taken as the index
         (b"path,label_name\nimages/cat/cat__chelsea.jpg,cat\nimages/cat/cat__chelsea.jpg,coffee\n", "gives 1 image two labels"),
-        (b"path,label_name\n,cat\n", "no path on line 2"),
+        (b"path,label_name\n\n,cat\n", "1 row with no path \\(labeled cat\\)"),
         (b"file,label\na.jpg,cat\n", "needs the columns path and label_name"),
+        (b"path,label_name,label_name\na.jpg,cat,dog\n", "has the column label_name twice"),
     ],
 )
 def test_a_bad_labels_file_is_refused_by_name(labeled_collection, tmp_path, content, message):
@@ -152,6 +155,15 @@ def test_a_bad_labels_file_is_refused_by_name(labeled_collection, tmp_path, cont
     with pytest.raises(ValueError, match=message) as refused:
         read_labels(col, tmp_path / "labels.csv")
     assert str(tmp_path / "labels.csv") in str(refused.value)
+
+
+def test_a_labels_file_is_read_as_text_stripped_and_deduplicated(tmp_path):
+    from lab.datasets import read_labels_csv
+
+    # a spaced header, a BOM, "NA" and "null" as labels, a row repeated, one repeated with "./" and spaces
+    (tmp_path / "labels.csv").write_text("\ufeffpath , label_name\na.jpg,NA\nb.jpg, null \na.jpg,NA\n./b.jpg,null\nc.jpg,\n", encoding="utf-8")
+    table = read_labels_csv(tmp_path / "labels.csv")
+    assert table.to_dict("list") == {"path": [str(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg")], "label_name": ["NA", "null", ""]}
 
 
 def test_lab_evaluate_names_what_it_leaves_out_and_writes_json_without_nan(labeled_collection, tmp_path):
@@ -188,9 +200,9 @@ def test_lab_evaluate_checks_its_arguments_before_the_work(labeled_collection, t
 
     col, root = labeled_collection
     labels = read_labels(col)
-    for rounds in (0, -3, 1.5, True):
-        with pytest.raises(ValueError, match="rounds must be a whole number of pages"):
-            evaluate(col, labels, rounds=rounds, progress=False)
+    for name, value in (("rounds", 0), ("rounds", -3), ("rounds", 1.5), ("rounds", True), ("k", 0), ("seeds", 0), ("n_queries", -1)):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number"):
+            evaluate(col, labels, progress=False, **{name: value})
     with pytest.raises(ValueError, match="every labeled image has the label 'cat'"):
         evaluate(col, labels[labels == "cat"], progress=False)
     done = subprocess.run([sys.executable, "-m", "lab.cli", "evaluate", "-c", str(col.root), "--out", str(tmp_path), "--name", ""],
@@ -214,6 +226,6 @@ def test_sigterm_stops_lab_evaluate_and_removes_its_scratch_store(labeled_collec
     assert process.poll() is None, "the evaluation ended before a scratch store was seen"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and "lab evaluate: interrupted" in stderr and "resume" not in stderr
+    assert process.returncode == 143 and "lab evaluate: terminated" in stderr and "resume" not in stderr
     assert not list(tmp_path.glob("lab-scratch-feedback-*"))  # the throw-away store went with it
     pd.testing.assert_frame_equal(Collection.open(col.root).judgments(), before)
