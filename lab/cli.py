@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import signal
 import sys
+from pathlib import Path
 
 from . import __version__
 from .neighbors import METRICS
@@ -136,6 +137,8 @@ def _cmd_evaluate(args) -> int:
     from .evaluation import check_result_name, evaluate, read_labels
 
     check_result_name(args.name)  # before the work, not after
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     col = Collection.open(args.collection)
     result = evaluate(col, read_labels(col, args.labels), words=args.words or None, rounds=args.rounds, progress=not args.json)
     result.facts["command"] = "lab " + " ".join(_argv_for_record(args))

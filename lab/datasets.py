@@ -95,6 +95,8 @@ def read_labels_csv(path: str | os.PathLike) -> pd.DataFrame:
     missing = {"path", "label_name"} - set(table.columns)
     if missing:
         raise ValueError(f"{path} needs the columns path and label_name (missing: {', '.join(sorted(missing))})")
+    if table.empty:
+        raise ValueError(f"{path} has no rows: one per image, path,label_name")
     table = table[["path", "label_name"]].apply(lambda column: column.str.strip())
     no_path = table["path"] == ""
     if no_path.any():

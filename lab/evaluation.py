@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .datasets import read_labels_csv
-from .experiments import caltech_query_words, keyword_precision, query_by_example_table, simulate_feedback, teach_once
+from .experiments import caltech_query_words, keyword_precision, query_by_example_table, query_word, simulate_feedback, teach_once
 from .json_output import dumps
 from .validation import has_letters
 from .wording import listing, plural
@@ -63,6 +63,8 @@ def check_result_name(name: str) -> str:
     """``name`` if it can stem the result files (``evaluation`` -> ``evaluation.md``, ...), else a ValueError."""
     if not isinstance(name, str) or not name.strip() or name != Path(name).name or name.startswith("."):
         raise ValueError(f"the name of the result files must be a plain file name such as 'evaluation', got {name!r}")
+    if len(f"{name}_query_by_example.csv".encode()) > 255:  # the longest file it names, against the usual limit
+        raise ValueError(f"the name of the result files is too long for a file name ({len(name)} characters)")
     return name
 
 
@@ -103,7 +105,7 @@ class Evaluation:
         """Means per kind of word (ImageNet term, related to ImageNet classes, unknown): found per page count."""
         rounds = self.rounds.merge(self.words[["word", "kind"]], on="word")
         found = rounds.pivot_table(index="kind", columns="round", values="found", aggfunc="mean")
-        found.columns = [f"found in {r + 1} pages" for r in found.columns]
+        found.columns = [f"found in {plural(r + 1, 'page')}" for r in found.columns]
         table = self.words.groupby("kind").agg(words=("word", "count"), keyword_p20=("p@20", "mean"), never_found=("first_relevant_page", lambda f: int(f.isna().sum())),
                                                latest_first_page=("first_relevant_page", "max"), teach_once_p20=("teach_once_p@20", "mean"))
         return table.join(found)
@@ -129,7 +131,7 @@ class Evaluation:
             + ", ".join(f"{v:.2f}" for v in s["new_page_precision_by_round"])
             + " (achievable " + ", ".join(f"{v:.2f}" for v in s["achievable_by_round"]) + ")",
             "- relevant images found: " + ", ".join(f"{v:.1f} in {plural(int(k.split('_')[2]), 'page')}" for k, v in s.items() if k.startswith("found_in_")),
-            f"- words with no relevant image in {self.rounds['round'].max() + 1} pages: {s['words_never_found']}; "
+            f"- words with no relevant image in {plural(self.rounds['round'].max() + 1, 'page')}: {s['words_never_found']}; "
             f"latest page of a first relevant image: {s['latest_first_relevant_page']}",
             f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
             f"after one example and one judged page, first-page P@20 {s['first_page_p@20_after_one_example_and_one_judged_page']:.3f}",
@@ -171,7 +173,7 @@ class Evaluation:
         lost = self.words[self.words["first_relevant_page"].isna()]
         if lost.empty:
             return []
-        lines = [f"## Words not found in {self.rounds['round'].max() + 1} pages", "",
+        lines = [f"## Words not found in {plural(self.rounds['round'].max() + 1, 'page')}", "",
                  "Where the classes the vocabulary looks for are not what the network calls the word's images, only an "
                  "example image (`lab teach`, or query by example) leads to them.", ""]
         for row in lost.itertuples():
@@ -229,7 +231,7 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     notes = []
     pages = max(1, -(-len(col) // k))
     if rounds > pages:  # a page past the last image would judge nothing
-        notes.append(f"{rounds} rounds asked, but the collection fills {plural(pages, 'page')} of {k}: {pages} evaluated")
+        notes.append(f"{plural(rounds, 'page')} to judge per word, but the collection fills {plural(pages, 'page')} of {k}: {pages} judged")
         rounds = pages
     left_out = {}
     in_collection = labels.index.isin(set(col.paths))
@@ -248,16 +250,17 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
         labels = labels[~labels.isin([name for word in no_letters for name in query_words[word]])]
         query_words = {word: names for word, names in query_words.items() if word not in no_letters}
     also = "".join(f"; left out, {reason}: {listing(items, 3)}" for reason, items in left_out.items())
-    if len(set(labels)) < 2:
-        raise ValueError(f"every labeled image has the label {labels.iloc[0]!r}: an evaluation needs two labels or more "
-                         f"(put the images in one folder per label, or pass a labels CSV){also}")
     if not query_words:
         raise ValueError(f"no label names a word to search for{also}")
-    if words:
+    if len({name.lower() for name in set(labels)}) < 2:  # "cat" and "Cat" are one label
+        raise ValueError(f"every labeled image has the label {labels.iloc[0]!r}: an evaluation needs two labels or more "
+                         f"(put the images in one folder per label, or pass a labels CSV){also}")
+    if words:  # as a label or as its word: "sports_car" or "sports car"
+        words = list(dict.fromkeys(word if word in query_words else (query_word(word) or word) for word in words))
         unknown = [w for w in words if w not in query_words]
         if unknown:
-            raise ValueError(f"no label for {', '.join(unknown)}; the labels give: {', '.join(sorted(query_words))}")
-        query_words = {w: query_words[w] for w in dict.fromkeys(words)}
+            raise ValueError(f"no label for {', '.join(unknown)}; the labels give: {', '.join(sorted(query_words))}{also}")
+        query_words = {w: query_words[w] for w in words}
 
     def each_word(experiment, desc):
         frames = []

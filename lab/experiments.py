@@ -18,6 +18,7 @@ __all__ = [
     "caltech_query_words",
     "keyword_precision",
     "network_calls",
+    "query_word",
     "query_by_example_table",
     "simulate_feedback",
     "teach_once",
@@ -52,11 +53,20 @@ CALTECH_HYPONYM_CLASSES = {
 }
 
 
+def query_word(label_name: str) -> str | None:
+    """The word a user would type for a label: "water_lilly" -> "water lily", "Faces" -> "face"; None for Caltech's clutter class.
+
+    >>> query_word("sports_car"), query_word("Motorbikes"), query_word("BACKGROUND_Google")
+    ('sports car', 'motorbike', None)
+    """
+    return CALTECH_QUERY_WORDS.get(label_name, label_name.replace("_", " ").lower())
+
+
 def caltech_query_words(label_names) -> dict[str, list[str]]:
     """Query word -> the Caltech-101 class names it should retrieve."""
     words: dict[str, list[str]] = {}
     for name in sorted(set(label_names)):
-        word = CALTECH_QUERY_WORDS.get(name, name.replace("_", " ").lower())
+        word = query_word(name)
         if word:
             words.setdefault(word, []).append(name)
     for word, extra in CALTECH_HYPONYM_CLASSES.items():

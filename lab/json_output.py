@@ -36,7 +36,9 @@ def json_ready(value: Any) -> Any:
         return json_ready(value.tolist())
     if value is pd.NA or value is pd.NaT:
         return None
-    if isinstance(value, np.generic):
+    if isinstance(value, np.floating):  # float128 .item() stays numpy
+        value = float(value)
+    elif isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None

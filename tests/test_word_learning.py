@@ -145,6 +145,7 @@ def _write_labels(root, rows, name="labels.csv"):
         (b"path,label_name\n\n,cat\n", "1 row with no path \\(labeled cat\\)"),
         (b"file,label\na.jpg,cat\n", "needs the columns path and label_name"),
         (b"path,label_name,label_name\na.jpg,cat,dog\n", "has the column label_name twice"),
+        (b"path,label_name\n", "has no rows"),
     ],
 )
 def test_a_bad_labels_file_is_refused_by_name(labeled_collection, tmp_path, content, message):
@@ -190,13 +191,14 @@ def test_lab_evaluate_judges_no_more_pages_than_the_collection_fills(labeled_col
     from lab.evaluation import evaluate, read_labels
 
     col, _ = labeled_collection  # 27 images: 2 pages of 20
-    result = evaluate(col, read_labels(col), words=["cat"], rounds=10**6, seeds=1, progress=False)
+    result = evaluate(col, read_labels(col), words=["Cat"], rounds=10**6, seeds=1, progress=False)  # a word as a label would spell it
+    assert list(result.words["word"]) == ["cat"]
     assert result.facts["rounds"] == 2 and sorted(result.rounds["round"].unique()) == [0, 1]
-    assert "Note: 1000000 rounds asked, but the collection fills 2 pages of 20: 2 evaluated." in result.to_markdown()
+    assert "Note: 1000000 pages to judge per word, but the collection fills 2 pages of 20: 2 judged." in result.to_markdown()
 
 
 def test_lab_evaluate_checks_its_arguments_before_the_work(labeled_collection, tmp_path):
-    from lab.evaluation import evaluate, read_labels
+    from lab.evaluation import check_result_name, evaluate, read_labels
 
     col, root = labeled_collection
     labels = read_labels(col)
@@ -205,10 +207,18 @@ def test_lab_evaluate_checks_its_arguments_before_the_work(labeled_collection, t
             evaluate(col, labels, progress=False, **{name: value})
     with pytest.raises(ValueError, match="every labeled image has the label 'cat'"):
         evaluate(col, labels[labels == "cat"], progress=False)
-    done = subprocess.run([sys.executable, "-m", "lab.cli", "evaluate", "-c", str(col.root), "--out", str(tmp_path), "--name", ""],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "must be a plain file name" in done.stderr and "simulated user" not in done.stderr
-    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="two labels or more"):  # "cat" and "Cat" would be one word
+        evaluate(col, pd.Series(["cat", "Cat"] * 13 + ["cat"], index=col.paths), progress=False)
+    with pytest.raises(ValueError, match=r"no label for zebra; the labels give: .*; left out, labels that are not words \(no letters\): 123"):
+        evaluate(col, labels.where(labels != "rocket", "123"), words=["zebra"], progress=False)
+    with pytest.raises(ValueError, match="too long"):
+        check_result_name("e" * 250)
+    (tmp_path / "afile").write_text("")
+    for out, name, message in ((tmp_path / "afile", "evaluation", "File exists"), (tmp_path, "", "must be a plain file name")):
+        done = subprocess.run([sys.executable, "-m", "lab.cli", "evaluate", "-c", str(col.root), "--out", str(out), "--name", name],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and message in done.stderr and "simulated user" not in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
 def test_sigterm_stops_lab_evaluate_and_removes_its_scratch_store(labeled_collection, tmp_path):
