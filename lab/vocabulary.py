@@ -135,8 +135,9 @@ class Vocabulary:
         sense_ids = self._words.get(term)
         kind = None
         if not sense_ids and " " in term:
-            # an unknown compound ("stop sign") is at least a kind of its head noun ("sign")
-            head = self.base_form(term.rsplit(" ", 1)[1])
+            # an unknown compound ("stop sign") is at least a kind of its head noun ("sign"); in "A of B" the
+            # head is A's last word ("lily of the valley" is a lily, not a valley)
+            head = self.base_form(term.split(" of ", 1)[0].rsplit(" ", 1)[-1])
             sense_ids, kind = self._words.get(head), "related"
         senses = [self._senses[i] for i in sense_ids] if sense_ids else []
         kind = kind or (senses[0]["kind"] if senses else "unknown")

@@ -54,6 +54,9 @@ def test_words_imagenet_does_not_cover_get_related_classes(vocab):
     assert "killer whale" in names(vocab, dolphin)
     stop_sign = vocab.resolve("stop sign")  # unknown compound: a kind of its head noun
     assert stop_sign.kind == "related" and "street sign" in names(vocab, stop_sign)
+    # in "A of B" the head noun is A: "lily of the valley" is no valley (it was: the class "valley")
+    assert "valley" not in names(vocab, vocab.resolve("lily of the valley"))
+    assert names(vocab, vocab.resolve("cup of tea")) == names(vocab, vocab.resolve("cup"))
 
 
 def test_word_vectors_add_classes_of_words_used_alike(vocab):
