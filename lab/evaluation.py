@@ -233,28 +233,8 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     if rounds > pages:  # a page past the last image would judge nothing
         notes.append(f"{plural(rounds, 'page')} to judge per word, but the collection fills {plural(pages, 'page')} of {k}: {pages} judged")
         rounds = pages
-    left_out = {}
-    in_collection = labels.index.isin(set(col.paths))
-    if (~in_collection).any():
-        left_out["labeled paths not in the collection"] = list(labels.index[~in_collection])
-    labels = labels[in_collection]
-    if (labels == "").any():
-        left_out["images with an empty label"] = list(labels.index[labels == ""])
-        labels = labels[labels != ""]
-    if labels.empty:
-        raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
-    query_words = caltech_query_words(labels)
-    no_letters = [word for word in query_words if not has_letters(word)]
-    if no_letters:  # "123" or "---" names no word a user could type: its images are no ground truth either
-        left_out["labels that are not words (no letters)"] = no_letters
-        labels = labels[~labels.isin([name for word in no_letters for name in query_words[word]])]
-        query_words = {word: names for word, names in query_words.items() if word not in no_letters}
-    also = "".join(f"; left out, {reason}: {listing(items, 3)}" for reason, items in left_out.items())
-    if not query_words:
-        raise ValueError(f"no label names a word to search for{also}")
-    if len({name.lower() for name in set(labels)}) < 2:  # "cat" and "Cat" are one label
-        raise ValueError(f"every labeled image has the label {labels.iloc[0]!r}: an evaluation needs two labels or more "
-                         f"(put the images in one folder per label, or pass a labels CSV){also}")
+    labels, query_words, left_out = _usable_labels(col, labels)
+    also = _left_out_clause(left_out)
     if words:  # as a label or as its word: "sports_car" or "sports car"
         words = list(dict.fromkeys(word if word in query_words else (query_word(word) or word) for word in words))
         unknown = [w for w in words if w not in query_words]
@@ -294,3 +274,41 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     facts = {"collection": str(col.root), "n_images": len(col), "n_labeled": int(len(labels)), "model": col.model_name, "rounds": rounds, "k": k,
              "n_queries": int(qbe.attrs.get("n_queries", 0)), "seconds": time.time() - started, "versions": versions_line(), "left_out": left_out, "notes": notes}
     return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)
+
+
+def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[str]], dict[str, list]]:
+    """The labels an evaluation can use, their query words, and what was left out (reason -> names).
+
+    Left out: labeled paths not in the collection, images with an empty
+    label, and labels that are no word (no letters) with their images.
+    Raises ValueError when no label names a word or fewer than two labels
+    remain ("cat" and "Cat" are one).
+    """
+    left_out = {}
+    in_collection = labels.index.isin(set(col.paths))
+    if (~in_collection).any():
+        left_out["labeled paths not in the collection"] = list(labels.index[~in_collection])
+    labels = labels[in_collection]
+    if (labels == "").any():
+        left_out["images with an empty label"] = list(labels.index[labels == ""])
+        labels = labels[labels != ""]
+    if labels.empty:
+        raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
+    query_words = caltech_query_words(labels)
+    no_letters = [word for word in query_words if not has_letters(word)]
+    if no_letters:  # "123" or "---" names no word a user could type: its images are no ground truth either
+        left_out["labels that are not words (no letters)"] = no_letters
+        labels = labels[~labels.isin([name for word in no_letters for name in query_words[word]])]
+        query_words = {word: names for word, names in query_words.items() if word not in no_letters}
+    also = _left_out_clause(left_out)
+    if not query_words:
+        raise ValueError(f"no label names a word to search for{also}")
+    if len({name.lower() for name in set(labels)}) < 2:
+        raise ValueError(f"every labeled image has the label {labels.iloc[0]!r}: an evaluation needs two labels or more "
+                         f"(put the images in one folder per label, or pass a labels CSV){also}")
+    return labels, query_words, left_out
+
+
+def _left_out_clause(left_out: dict[str, list]) -> str:
+    """"; left out, <reason>: <names>" for each reason, to end an error message with."""
+    return "".join(f"; left out, {reason}: {listing(items, 3)}" for reason, items in left_out.items())
