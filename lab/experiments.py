@@ -12,6 +12,7 @@ import pandas as pd
 from .evaluate import average_precision, precision_at_k
 from .neighbors import METRICS, NeighborIndex
 from .vectors import LAYERS, layer_array, read_rows
+from .vocabulary import Resolution, Vocabulary
 
 __all__ = [
     "CALTECH_QUERY_WORDS",
@@ -140,9 +141,20 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
     return pd.DataFrame(rows)
 
 
-def vocabulary_classes(resolution, vocabulary, n: int = 3) -> str:
+def vocabulary_classes(resolution: Resolution, vocabulary: Vocabulary, n: int = 3) -> str:
     """The ``n`` ImageNet classes a word's prior weighs most, heaviest first, and how many there are ("" when none).
 
+    Parameters
+    ----------
+    resolution : Resolution
+        What the vocabulary made of the word (:meth:`lab.vocabulary.Vocabulary.resolve`).
+    vocabulary : Vocabulary
+        For the classes' names.
+    n : int
+        Classes named.
+
+    Examples
+    --------
     >>> from lab.vocabulary import load_vocabulary
     >>> vocabulary = load_vocabulary()
     >>> vocabulary_classes(vocabulary.resolve("menorah"), vocabulary)
@@ -155,15 +167,34 @@ def vocabulary_classes(resolution, vocabulary, n: int = 3) -> str:
     return f"{len(resolution.classes)} classes: {names}, ..." if len(resolution.classes) > n else names
 
 
-def top_classes(class_probabilities, rows) -> np.ndarray:
-    """The class the network names each of ``rows`` (a boolean mask or row ids) with: its top-1 class."""
+def top_classes(class_probabilities: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The class the network names each of ``rows`` with: its top-1 class.
+
+    Parameters
+    ----------
+    class_probabilities : array of shape (n_images, 1000)
+        May be memory-mapped or segmented (read with :func:`lab.vectors.read_rows`).
+    rows : ndarray
+        A boolean mask over the images, or row ids.
+    """
     rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, np.int64)
     return read_rows(class_probabilities, rows).argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
 
 
-def network_calls(top: np.ndarray, vocabulary, n: int = 2) -> str:
+def network_calls(top: np.ndarray, vocabulary: Vocabulary, n: int = 2) -> str:
     """The ``n`` classes most frequent in ``top`` (:func:`top_classes` of a word's images), with their shares.
 
+    Parameters
+    ----------
+    top : ndarray of int
+        A top-1 class per image.
+    vocabulary : Vocabulary
+        For the classes' names.
+    n : int
+        Classes named.
+
+    Examples
+    --------
     >>> from lab.vocabulary import load_vocabulary
     >>> network_calls(np.array([985, 985, 985, 738]), load_vocabulary())
     'daisy 75%, pot 25%'
