@@ -189,9 +189,9 @@ def network_calls(top: np.ndarray, vocabulary: Vocabulary, n: int = 2) -> str:
     top : ndarray of int
         A top-1 class per image.
     vocabulary : Vocabulary
-        For the classes' names.
+        Gives each class its short name.
     n : int
-        Classes named.
+        How many of the most frequent classes to list.
 
     Examples
     --------
