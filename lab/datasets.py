@@ -8,6 +8,7 @@ and are never committed. Each tarball unpacks to one folder with ``images/``,
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 
 from .wording import listing, plural
 
-__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "read_labels", "read_labels_csv", "shared_datasets_dir", "unpack_dataset"]
+__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "labels_by_path", "read_labels", "read_labels_csv", "shared_datasets_dir", "unpack_dataset"]
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -89,7 +90,8 @@ def read_labels_csv(path: str | os.PathLike) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
         raise ValueError(f"{path}: a row has more fields than the header has columns ({' '.join(str(err).split())})") from err
     table.columns = [str(column).strip() for column in table.columns]
-    repeated = sorted({column.rsplit(".", 1)[0] for column in table.columns if column.rsplit(".", 1)[0] in ("path", "label_name") and column.rsplit(".", 1)[-1].isdigit()})
+    # pandas reads a repeated column as "<name>.1", "<name>.2", ...
+    repeated = sorted({match[1] for column in table.columns if (match := re.fullmatch(r"(path|label_name)\.\d+", column))})
     if repeated:
         raise ValueError(f"{path} has the column {' and '.join(repeated)} twice")
     missing = {"path", "label_name"} - set(table.columns)
@@ -110,6 +112,11 @@ def read_labels_csv(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
+def labels_by_path(path: str | os.PathLike) -> pd.Series:
+    """A labels file (:func:`read_labels_csv`) as label names indexed by absolute image path."""
+    return read_labels_csv(path).set_index("path")["label_name"]
+
+
 def folder_labels(images_folder: str | os.PathLike) -> "pd.Series | None":
     """Ground-truth labels for a folder, by absolute path, where the folder has any.
 
@@ -120,8 +127,7 @@ def folder_labels(images_folder: str | os.PathLike) -> "pd.Series | None":
     folder = Path(images_folder).resolve()
     for candidate in (folder, folder.parent):
         if (candidate / "labels.csv").exists():
-            labels = read_labels(candidate)
-            return labels.set_index("path")["label_name"]
+            return labels_by_path(candidate / "labels.csv")
     files = [p for p in folder.rglob("*") if p.is_file() and "__" in p.stem]
     if files:
         from .sample_images import label_of
@@ -167,9 +173,8 @@ def cut_lookalike_subsets(source, labels_csv: str | os.PathLike, out: str | os.P
     import numpy as np
 
     from .collection import Collection
-    from .evaluation import read_labels as labels_of_collection
 
-    labels = labels_of_collection(source, labels_csv).reindex(source.paths)
+    labels = labels_by_path(labels_csv).reindex(source.paths)
     written = {}
     for name, classes in LOOKALIKE_SUBSETS.items():
         root = Path(out) / f"{name}.lab"

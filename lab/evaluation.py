@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .datasets import read_labels_csv
+from .datasets import labels_by_path
 from .experiments import caltech_query_words, keyword_precision, query_by_example_table, query_word, simulate_feedback, teach_once
 from .json_output import dumps
 from .validation import has_letters
@@ -43,7 +43,7 @@ __all__ = ["Evaluation", "check_result_name", "evaluate", "read_labels"]
 
 
 def read_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
-    """Label name per image path: from ``labels_csv`` (``path,label_name``, :func:`lab.datasets.read_labels_csv`) or parent folder names.
+    """Label name per image path: from ``labels_csv`` (``path,label_name``, :func:`lab.datasets.labels_by_path`) or parent folder names.
 
     Paths in the CSV are relative to it (or absolute). A blank label is kept
     as ``""``: :func:`evaluate` leaves such images out and says so.
@@ -55,8 +55,7 @@ def read_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
     """
     if labels_csv is None:
         return pd.Series({path: Path(path).parent.name for path in col.paths}, name="label_name")
-    table = read_labels_csv(labels_csv)
-    return pd.Series(table["label_name"].to_numpy(), index=table["path"].to_numpy(), name="label_name")
+    return labels_by_path(labels_csv)
 
 
 def check_result_name(name: str) -> str:
