@@ -12,7 +12,7 @@ import pandas as pd
 from .evaluate import average_precision, precision_at_k
 from .neighbors import METRICS, NeighborIndex
 from .vectors import LAYERS, layer_array, read_rows
-from .vocabulary import Resolution, Vocabulary
+from .vocabulary import Resolution, Vocabulary, load_vocabulary
 
 __all__ = [
     "CALTECH_QUERY_WORDS",
@@ -116,7 +116,6 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
         image is the way in.
     """
     from .search.keywords import resolve_word
-    from .vocabulary import load_vocabulary
 
     vocabulary = load_vocabulary()
     rows = []
