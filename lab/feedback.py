@@ -158,7 +158,7 @@ def feedback_problems(path: str | Path, thorough: bool = False) -> list[str]:
     recorded = recorded or {}
     if not path.exists() or path.stat().st_size == 0:
         counts = {t: 0 for t in _TABLES}
-        state = "is missing" if not path.exists() else "is empty (0 bytes)"
+        state = "is missing, so it holds" if not path.exists() else "is empty (0 bytes), so it holds"
     else:
         state = "holds"
         try:

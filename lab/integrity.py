@@ -281,7 +281,7 @@ class RepairReport:
     def __str__(self) -> str:
         if not self.changed:
             return "nothing to repair"
-        lines = [f"set aside {c['chunk']} ({c['rows']} rows: {c['problem']}) -> {c['moved_to']}" for c in self.set_aside]
+        lines = [f"set aside {c['chunk']} ({c['rows']} rows: {c['problem']})" + (f" -> {c['moved_to']}" if c["moved_to"] else "") for c in self.set_aside]
         lines += [f"not recoverable: {text}" for text in self.unrecoverable]
         if self.reindexed is not None:
             lines.append(f"re-extracted from the source files: {self.reindexed}")
@@ -292,7 +292,8 @@ class RepairReport:
             f = self.feedback
             lines.append(
                 f"feedback store rebuilt: kept {f['judgments']} judgments and {f['examples']} examples; "
-                f"lost {f['lost_judgments']} judgments and {f['lost_examples']} examples; the damaged file is kept as {f['moved_to']}"
+                f"lost {f['lost_judgments']} judgments and {f['lost_examples']} examples; "
+                + (f"the damaged file is kept as {f['moved_to']}" if f["moved_to"] else "there was no file to keep")
             )
         return "\n".join(lines)
 

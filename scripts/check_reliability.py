@@ -927,7 +927,7 @@ def panel_uploads(ctx):
         while time.time() < deadline:
             status = page.locator(".lab-status").inner_text()
             busy = status.rstrip().endswith("...")  # the panel's busy line; the page may update before it is replaced
-            if (serial(page) != before and not busy) or (path.name in status and "MB" in status) or "error" in status.lower():
+            if (serial(page) != before and status.strip() and not busy) or (path.name in status and "MB" in status) or "error" in status.lower():
                 return status
             time.sleep(0.5)
         return f"nothing happened in 40 s (status '{page.locator('.lab-status').inner_text()}')"

@@ -207,7 +207,7 @@ def test_a_feedback_store_cut_to_zero_bytes_is_reported(col):
     (col.root / "feedback.sqlite").write_bytes(b"")
     reopened = Collection.open(col.root)
     assert len(reopened.similar(0, k=3)) == 3
-    with pytest.raises(FeedbackStoreError, match="empty \\(0 bytes\\) 0 judgments but 5 were recorded"):
+    with pytest.raises(FeedbackStoreError, match=r"empty \(0 bytes\), so it holds 0 judgments but 5 were recorded"):
         reopened.search("cat")
     with pytest.raises(FeedbackStoreError):  # nothing is written over the evidence
         reopened.judge("cat", 0)
@@ -218,6 +218,18 @@ def test_a_feedback_store_cut_to_zero_bytes_is_reported(col):
     fresh = Collection.open(col.root)
     fresh.judge("cat", 0)
     assert len(fresh.judgments()) == 1 and fresh.check().ok
+
+
+def test_a_deleted_feedback_store_is_reported_and_rebuilt(col):
+    judge_some(col, n=5)
+    (col.root / "feedback.sqlite").unlink()
+    reopened = Collection.open(col.root)
+    with pytest.raises(FeedbackStoreError, match="feedback.sqlite is missing, so it holds 0 judgments but 5 were recorded"):
+        reopened.search("cat")
+    report = reopened.repair(progress=False)
+    assert report.feedback["lost_judgments"] == 5 and report.feedback["moved_to"] is None
+    assert str(report).endswith("lost 5 judgments and 1 examples; there was no file to keep")
+    assert Collection.open(col.root).check().ok
 
 
 def _judge_rows(args):
