@@ -134,13 +134,13 @@ def _cmd_terms(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .collection import Collection
-    from .evaluation import check_result_name, evaluate, read_labels
+    from .evaluation import check_result_name, collection_labels, evaluate
 
     check_result_name(args.name)  # before the work, not after
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     col = Collection.open(args.collection)
-    result = evaluate(col, read_labels(col, args.labels), words=args.words or None, rounds=args.rounds, progress=not args.json)
+    result = evaluate(col, collection_labels(col, args.labels), words=args.words or None, rounds=args.rounds, progress=not args.json)
     result.facts["command"] = "lab " + " ".join(_argv_for_record(args))
     for notice in result.notices():
         print(f"lab evaluate: {notice}", file=sys.stderr)
@@ -176,7 +176,6 @@ def _cmd_repair(args) -> int:
 
 def _cmd_words_export(args) -> int:
     from .collection import Collection
-
     from .word_transfer import read_words
 
     col = Collection.open(args.collection)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .wording import listing, plural
 
-__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "labels_by_path", "read_labels", "read_labels_csv", "shared_datasets_dir", "unpack_dataset"]
+__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "labels_by_path", "read_labels_csv", "shared_datasets_dir", "unpack_dataset"]
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -58,11 +58,6 @@ def unpack_dataset(name: str, target: str | os.PathLike) -> Path:
     return folders[0]
 
 
-def read_labels(folder: str | os.PathLike) -> pd.DataFrame:
-    """A dataset folder's ``labels.csv`` (:func:`read_labels_csv`)."""
-    return read_labels_csv(Path(folder) / "labels.csv")
-
-
 def read_labels_csv(path: str | os.PathLike) -> pd.DataFrame:
     """A labels file: columns ``path`` (absolute, resolved from the file's folder) and ``label_name``.
 
@@ -88,10 +83,14 @@ def read_labels_csv(path: str | os.PathLike) -> pd.DataFrame:
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text: save it as UTF-8 (CSV, columns path,label_name)") from err
     except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
-        raise ValueError(f"{path}: a row has more fields than the header has columns ({' '.join(str(err).split())})") from err
+        said = " ".join(str(err).split())
+        if isinstance(err, pd.errors.ParserWarning) or re.search(r"Expected \d+ fields", said):
+            raise ValueError(f"{path}: a row has more fields than the header has columns ({said})") from err
+        raise ValueError(f"{path} cannot be read as CSV ({said}): a labels file has the columns path,label_name") from err
     table.columns = [str(column).strip() for column in table.columns]
-    # pandas reads a repeated column as "<name>.1", "<name>.2", ...
-    repeated = sorted({match[1] for column in table.columns if (match := re.fullmatch(r"(path|label_name)\.\d+", column))})
+    # pandas reads a repeated column as "<name>.1", "<name>.2", ...; " path" after "path" repeats it once stripped
+    named = [match[1] if (match := re.fullmatch(r"(path|label_name)\.\d+", column)) else column for column in table.columns]
+    repeated = sorted(name for name in ("path", "label_name") if named.count(name) > 1)
     if repeated:
         raise ValueError(f"{path} has the column {' and '.join(repeated)} twice")
     missing = {"path", "label_name"} - set(table.columns)
@@ -127,7 +126,10 @@ def folder_labels(images_folder: str | os.PathLike) -> "pd.Series | None":
     folder = Path(images_folder).resolve()
     for candidate in (folder, folder.parent):
         if (candidate / "labels.csv").exists():
-            return labels_by_path(candidate / "labels.csv")
+            labels = labels_by_path(candidate / "labels.csv")
+            if (labels == "").any():  # an image with a blank label has no ground truth: not a class of its own
+                warnings.warn(f"{candidate / 'labels.csv'}: {plural(int((labels == '').sum()), 'image')} with a blank label left out", stacklevel=2)
+            return labels[labels != ""]
     files = [p for p in folder.rglob("*") if p.is_file() and "__" in p.stem]
     if files:
         from .sample_images import label_of

@@ -34,15 +34,22 @@ import numpy as np
 import pandas as pd
 
 from .datasets import labels_by_path
-from .experiments import caltech_query_words, keyword_precision, query_by_example_table, query_word, simulate_feedback, teach_once
+from .experiments import (
+    caltech_query_words,
+    keyword_precision,
+    query_by_example_table,
+    query_word,
+    simulate_feedback,
+    teach_once,
+)
 from .json_output import dumps
 from .validation import has_letters
 from .wording import listing, plural
 
-__all__ = ["Evaluation", "check_result_name", "evaluate", "read_labels"]
+__all__ = ["Evaluation", "check_result_name", "collection_labels", "evaluate"]
 
 
-def read_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
+def collection_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
     """Label name per image path: from ``labels_csv`` (``path,label_name``, :func:`lab.datasets.labels_by_path`) or parent folder names.
 
     Paths in the CSV are relative to it (or absolute). A blank label is kept
@@ -71,7 +78,7 @@ def check_result_name(name: str) -> str:
 class Evaluation:
     """Tables of one evaluation run (see :func:`evaluate`)."""
 
-    words: pd.DataFrame  # one row per word: kind, n_relevant, p@20, first_relevant_page, found, teach_once_p@20, vocabulary, named_by_vocabulary, network_calls
+    words: pd.DataFrame  # one row per word: kind, n_relevant, p@<k>, first_relevant_page, found, teach_once_p@<k>, vocabulary, named_by_vocabulary, network_calls (k: the page size, facts["k"])
     rounds: pd.DataFrame  # one row per (word, round) of the simulated user
     keywords: pd.DataFrame
     query_by_example: pd.DataFrame
@@ -79,24 +86,29 @@ class Evaluation:
     taught_rounds: pd.DataFrame  # the simulated user after teaching one example: one row per (word, round)
     facts: dict = field(default_factory=dict)
 
+    @property
+    def k(self) -> int:
+        """The page size the evaluation ran with (20 unless ``evaluate(k=...)`` said otherwise)."""
+        return int(self.facts.get("k", 20))
+
     def summary(self) -> dict:
-        """The headline numbers (means over words)."""
-        words, rounds = self.words, self.rounds
+        """The headline numbers (means over words); ``p@<k>`` is precision in the first ``k`` results (:attr:`k`)."""
+        words, rounds, p = self.words, self.rounds, f"p@{self.k}"
         per_round = rounds.groupby("round")[["precision", "achievable"]].mean()
         found = {f"found_in_{r + 1}_pages": float(rounds.loc[rounds["round"] == r, "found"].mean()) for r in sorted(rounds["round"].unique())}
         first = words["first_relevant_page"]
         return {
             "n_words": int(len(words)),
-            "keyword_p@20": float(words["p@20"].mean()),
-            "keyword_p@20_imagenet_words": float(words.loc[words["kind"] == "imagenet", "p@20"].mean()) if (words["kind"] == "imagenet").any() else None,
+            f"keyword_{p}": float(words[p].mean()),
+            f"keyword_{p}_imagenet_words": float(words.loc[words["kind"] == "imagenet", p].mean()) if (words["kind"] == "imagenet").any() else None,
             "new_page_precision_by_round": [round(float(v), 4) for v in per_round["precision"]],
             "achievable_by_round": [round(float(v), 4) for v in per_round["achievable"]],
             **found,
             "words_never_found": int(first.isna().sum()),
             "latest_first_relevant_page": None if first.isna().all() else int(first.max()),
-            "teach_once_p@20": float(self.teach_once["p@20"].mean()),
-            "first_page_p@20_after_one_example_and_one_judged_page": float(
-                self.taught_rounds.loc[self.taught_rounds["round"] == 1, "first_page_p@20"].mean()
+            f"teach_once_{p}": float(self.teach_once[p].mean()),
+            f"first_page_{p}_after_one_example_and_one_judged_page": float(
+                self.taught_rounds.loc[self.taught_rounds["round"] == 1, f"first_page_{p}"].mean()
             ),
         }
 
@@ -105,12 +117,13 @@ class Evaluation:
         rounds = self.rounds.merge(self.words[["word", "kind"]], on="word")
         found = rounds.pivot_table(index="kind", columns="round", values="found", aggfunc="mean")
         found.columns = [f"found in {plural(r + 1, 'page')}" for r in found.columns]
-        table = self.words.groupby("kind").agg(words=("word", "count"), keyword_p20=("p@20", "mean"), never_found=("first_relevant_page", lambda f: int(f.isna().sum())),
-                                               latest_first_page=("first_relevant_page", "max"), teach_once_p20=("teach_once_p@20", "mean"))
+        p = f"p@{self.k}"
+        table = self.words.groupby("kind").agg(words=("word", "count"), **{f"keyword_p{self.k}": (p, "mean")}, never_found=("first_relevant_page", lambda f: int(f.isna().sum())),
+                                               latest_first_page=("first_relevant_page", "max"), **{f"teach_once_p{self.k}": (f"teach_once_{p}", "mean")})
         return table.join(found)
 
     def to_markdown(self) -> str:
-        s = self.summary()
+        s, k, p = self.summary(), self.k, f"p@{self.k}"
         lines = [
             f"# Evaluation of {self.facts.get('collection', 'a collection')}",
             "",
@@ -124,16 +137,16 @@ class Evaluation:
             *self._notice_lines(),
             "## Summary (means over words)",
             "",
-            f"- keyword search, no feedback: P@20 {s['keyword_p@20']:.3f}"
-            + (f" ({s['keyword_p@20_imagenet_words']:.3f} for ImageNet terms)" if s["keyword_p@20_imagenet_words"] is not None else ""),
-            "- the simulated user (a page of 20 judged per round, as the panel pages): new-page precision by round "
+            f"- keyword search, no feedback: P@{k} {s[f'keyword_{p}']:.3f}"
+            + (f" ({s[f'keyword_{p}_imagenet_words']:.3f} for ImageNet terms)" if s[f"keyword_{p}_imagenet_words"] is not None else ""),
+            f"- the simulated user (a page of {k} judged per round, as the panel pages): new-page precision by round "
             + ", ".join(f"{v:.2f}" for v in s["new_page_precision_by_round"])
             + " (achievable " + ", ".join(f"{v:.2f}" for v in s["achievable_by_round"]) + ")",
-            "- relevant images found: " + ", ".join(f"{v:.1f} in {plural(int(k.split('_')[2]), 'page')}" for k, v in s.items() if k.startswith("found_in_")),
+            "- relevant images found: " + ", ".join(f"{v:.1f} in {plural(int(key.split('_')[2]), 'page')}" for key, v in s.items() if key.startswith("found_in_")),
             f"- words with no relevant image in {plural(self.rounds['round'].max() + 1, 'page')}: {s['words_never_found']}; "
             f"latest page of a first relevant image: {s['latest_first_relevant_page']}",
-            f"- one taught example: P@20 {s['teach_once_p@20']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
-            f"after one example and one judged page, first-page P@20 {s['first_page_p@20_after_one_example_and_one_judged_page']:.3f}",
+            f"- one taught example: P@{k} {s[f'teach_once_{p}']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
+            f"after one example and one judged page, first-page P@{k} {s[f'first_page_{p}_after_one_example_and_one_judged_page']:.3f}",
             "",
             *self._not_found_lines(),
             "## By kind of word",
@@ -164,8 +177,8 @@ class Evaluation:
         table = self.query_by_example
         if table.empty:
             return "Not measured: no label has two images or more, so no query has another image of its label to find."
-        n = self.facts.get("n_queries", table.attrs.get("n_queries"))
-        return (f"{n} queries: labeled images whose label has another image (a seeded sample above the limit).\n\n" if n else "") + table.to_markdown(index=False, floatfmt=".3f")
+        return (f"{self.facts['n_queries']} queries: labeled images whose label has another image (a seeded sample above the limit).\n\n"
+                + table.to_markdown(index=False, floatfmt=".3f"))
 
     def _not_found_lines(self) -> list[str]:
         """Markdown: each word the simulated user never found, with what the vocabulary and the network make of it."""
@@ -205,7 +218,7 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     ----------
     col : Collection
     labels : Series
-        Label name indexed by absolute image path (:func:`read_labels`).
+        Label name indexed by absolute image path (:func:`collection_labels`).
     words : list of str, optional
         Query words to evaluate (default: every label's word).
     rounds : int
@@ -224,7 +237,7 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     from tqdm.auto import tqdm
 
     started = time.time()
-    for name, value, least in (("rounds", rounds, 1), ("k", k, 1), ("seeds", seeds, 1), ("n_queries", n_queries, 0)):
+    for name, value, least in (("rounds", rounds, 1), ("k", k, 1), ("seeds", seeds, 1), ("n_queries", n_queries, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise ValueError(f"{name} must be a whole number, {least} or more, got {value!r}")
     notes = []
@@ -232,7 +245,9 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     if rounds > pages:  # a page past the last image would judge nothing
         notes.append(f"{plural(rounds, 'page')} to judge per word, but the collection fills {plural(pages, 'page')} of {k}: {pages} judged")
         rounds = pages
-    labels, query_words, left_out = _usable_labels(col, labels)
+    labels, query_words, left_out, merged = _usable_labels(col, labels)
+    if merged:
+        notes.append(f"labels that differ only in case are one label: {listing(merged)}")
     also = _left_out_clause(left_out)
     if words:  # as a label or as its word: "sports_car" or "sports car"
         words = list(dict.fromkeys(word if word in query_words else (query_word(word) or word) for word in words))
@@ -262,11 +277,11 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
 
     first = simulated[simulated["precision"] > 0].groupby("word")["round"].min() + 1
     last = simulated[simulated["round"] == simulated["round"].max()].set_index("word")
-    per_word = keywords[["word", "kind", "n_relevant", f"p@{k}"]].rename(columns={f"p@{k}": "p@20"}).set_index("word")
+    per_word = keywords[["word", "kind", "n_relevant", f"p@{k}"]].set_index("word")
     per_word["first_relevant_page"] = first.reindex(per_word.index)
     per_word["found"] = last["found"].reindex(per_word.index)
     per_word["new_page_precision"] = simulated.groupby("word")["precision"].apply(lambda p: " ".join(f"{v:.2f}" for v in p)).reindex(per_word.index)
-    per_word["teach_once_p@20"] = taught.groupby("word")[f"p@{k}"].mean().reindex(per_word.index)
+    per_word[f"teach_once_p@{k}"] = taught.groupby("word")[f"p@{k}"].mean().reindex(per_word.index)
     per_word[["vocabulary", "named_by_vocabulary", "network_calls"]] = keywords.set_index("word")[["vocabulary", "named_by_vocabulary", "network_calls"]]
     from .installed import versions_line
 
@@ -275,13 +290,14 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)
 
 
-def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[str]], dict[str, list]]:
-    """The labels an evaluation can use, their query words, and what was left out (reason -> names).
+def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[str]], dict[str, list], list[str]]:
+    """The labels an evaluation can use, their query words, what was left out (reason -> names), and the spellings merged.
 
     Left out: labeled paths not in the collection, images with an empty
     label, and labels that are no word (no letters) with their images.
-    Raises ValueError when no label names a word or fewer than two labels
-    remain ("cat" and "Cat" are one).
+    Labels that differ only in case are one, under their most common
+    spelling ("Cat = cat"), in every experiment. Raises ValueError when no
+    label names a word or fewer than two labels remain.
     """
     left_out = {}
     in_collection = labels.index.isin(set(col.paths))
@@ -293,6 +309,10 @@ def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[st
         labels = labels[labels != ""]
     if labels.empty:
         raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
+    folded = labels.str.casefold()
+    spelling = {key: names.value_counts().sort_index(kind="stable").sort_values(ascending=False, kind="stable").index[0] for key, names in labels.groupby(folded)}
+    merged = [" = ".join([spelling[key]] + sorted(set(names) - {spelling[key]})) for key, names in labels.groupby(folded) if names.nunique() > 1]
+    labels = folded.map(spelling).rename(labels.name)
     query_words = caltech_query_words(labels)
     no_letters = [word for word in query_words if not has_letters(word)]
     if no_letters:  # "123" or "---" names no word a user could type: its images are no ground truth either
@@ -302,10 +322,10 @@ def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[st
     also = _left_out_clause(left_out)
     if not query_words:
         raise ValueError(f"no label names a word to search for{also}")
-    if len({name.lower() for name in set(labels)}) < 2:
+    if labels.nunique() < 2:
         raise ValueError(f"every labeled image has the label {labels.iloc[0]!r}: an evaluation needs two labels or more "
                          f"(put the images in one folder per label, or pass a labels CSV){also}")
-    return labels, query_words, left_out
+    return labels, query_words, left_out, merged
 
 
 def _left_out_clause(left_out: dict[str, list]) -> str:

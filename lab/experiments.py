@@ -133,7 +133,7 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
                 f"p@{k}": precision_at_k(hits, k),
                 "ap": average_precision(hits, int(relevant.sum())),
                 "vocabulary": vocabulary_classes(resolution, vocabulary),
-                "named_by_vocabulary": float(np.isin(top, resolution.classes).mean()) if len(top) else 0.0,
+                "named_by_vocabulary": float(np.isin(top, resolution.classes).mean()) if len(top) else float("nan"),  # no image: undefined
                 "network_calls": network_calls(top, vocabulary),
             }
         )

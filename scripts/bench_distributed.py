@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
-from lab.datasets import read_labels, unpack_dataset  # noqa: E402
+from lab.datasets import read_labels_csv, unpack_dataset  # noqa: E402
 from lab.distributed import cluster_client  # noqa: E402
 from lab.models.litert import default_threads  # noqa: E402
 
@@ -57,7 +57,7 @@ def main() -> None:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="lab-bench-"))
     folder = unpack_dataset("caltech101", workdir / "data")
-    files = read_labels(folder)["path"].tolist()
+    files = read_labels_csv(folder / "labels.csv")["path"].tolist()
     files = [files[i] for i in np.random.default_rng(0).permutation(len(files))][: args.limit]
     cores = default_threads()
     load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())

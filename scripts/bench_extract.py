@@ -41,7 +41,7 @@ from lab import Collection, load_model  # noqa: E402
 from lab.models import RUNTIMES  # noqa: E402
 from lab.models.litert import default_threads  # noqa: E402
 from lab.benchmarking import rss_mb  # noqa: E402
-from lab.datasets import read_labels, unpack_dataset  # noqa: E402
+from lab.datasets import read_labels_csv, unpack_dataset  # noqa: E402
 from lab.image_decoding import decode_image  # noqa: E402
 from lab.installed import versions_line  # noqa: E402
 
@@ -158,7 +158,7 @@ def main() -> None:
         return
 
     folder = unpack_dataset(args.dataset, workdir / "data")
-    files = read_labels(folder)["path"].tolist()
+    files = read_labels_csv(folder / "labels.csv")["path"].tolist()
     rng = np.random.default_rng(0)
     files = [files[i] for i in rng.permutation(len(files))]
     if args.limit:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
 from lab.datasets import unpack_dataset  # noqa: E402
-from lab.evaluation import evaluate, read_labels  # noqa: E402
+from lab.evaluation import collection_labels, evaluate  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     folder = unpack_dataset("caltech101", workdir / "data")
     col = Collection.open(args.collection or workdir / "caltech101.lab", create=True)
     col.add(folder / "images")
-    result = evaluate(col, read_labels(col, folder / "labels.csv"), rounds=args.rounds)
+    result = evaluate(col, collection_labels(col, folder / "labels.csv"), rounds=args.rounds)
     result.facts["command"] = "python scripts/evaluate_caltech.py " + " ".join(sys.argv[1:])
     for path in result.save(args.out, "evaluation_caltech101"):
         print(f"wrote {path}")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab.datasets import evaluation_collections  # noqa: E402
-from lab.evaluation import evaluate, read_labels  # noqa: E402
+from lab.evaluation import collection_labels, evaluate  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "python scripts/evaluate_collections.py " + " ".join(sys.argv[1:])
     for name, (col, labels) in evaluation_collections(args.workdir).items():
-        result = evaluate(col, read_labels(col, labels), rounds=args.rounds)
+        result = evaluate(col, collection_labels(col, labels), rounds=args.rounds)
         result.facts["command"] = command
         for path in result.save(args.out, f"evaluation_{name}"):
             print(f"wrote {path}")

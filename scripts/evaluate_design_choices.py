@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab import Collection  # noqa: E402
 from lab.datasets import evaluation_collections  # noqa: E402
-from lab.evaluation import read_labels  # noqa: E402
+from lab.evaluation import collection_labels  # noqa: E402
 from lab.experiments import (  # noqa: E402
     caltech_query_words,
     keyword_precision,
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results"))
     args = parser.parse_args()
     started = time.time()
-    collections = {name: (col, read_labels(col, labels)) for name, (col, labels) in evaluation_collections(args.workdir).items()}
+    collections = {name: (col, collection_labels(col, labels)) for name, (col, labels) in evaluation_collections(args.workdir).items()}
     rows, n_uncovered = [], 0
     for name, (col, labels) in collections.items():
         words = caltech_query_words(labels[labels.index.isin(set(col.paths))])

@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab.datasets import indexed_dataset  # noqa: E402
-from lab.evaluation import evaluate, read_labels  # noqa: E402
+from lab.evaluation import collection_labels, evaluate  # noqa: E402
 from lab.installed import versions_line  # noqa: E402
 from lab.search.config import SearchConfig  # noqa: E402
+from lab.wording import plural  # noqa: E402
 
 SETTINGS = {"full embeddings (no PCA)": None, "PCA-256": 256, "PCA-128 (default)": 128, "PCA-64": 64}
 
@@ -38,7 +39,7 @@ def main() -> None:
     rows = []
     for name in ("flower_photos_600", "caltech101"):
         col, folder = indexed_dataset(name, args.workdir)
-        labels = read_labels(col, folder / "labels.csv")
+        labels = collection_labels(col, folder / "labels.csv")
         for setting, dimensions in SETTINGS.items():
             col.config = SearchConfig() if dimensions is None else SearchConfig(pca_threshold=0, pca_dimensions=dimensions)
             summary = evaluate(col, labels, n_queries=20, progress=False).summary()
@@ -46,7 +47,7 @@ def main() -> None:
                 {
                     "collection": name,
                     "scoring space": setting,
-                    **{f"found in {i} pages": summary[f"found_in_{i}_pages"] for i in (1, 2, 3, 4)},
+                    **{f"found in {plural(i, 'page')}": summary[f"found_in_{i}_pages"] for i in (1, 2, 3, 4)},
                     "words never found": summary["words_never_found"],
                     "teach-once P@20": summary["teach_once_p@20"],
                     "one example + one judged page, P@20": summary["first_page_p@20_after_one_example_and_one_judged_page"],

@@ -102,10 +102,10 @@ def _unpacked(name: str, target: Path) -> Path:
 def flower_photos(tmp_path_factory):
     """flower_photos_600 (5 species x 120, only daisy an ImageNet class) unpacked and indexed once; skipped where ../shared is absent."""
     from lab import Collection
-    from lab.datasets import read_labels
+    from lab.datasets import labels_by_path
 
     target = tmp_path_factory.mktemp("flowers")
     folder = _unpacked("flower_photos_600", target)
     col = Collection.open(target / "flowers.lab", create=True)
     col.add(folder / "images", progress=False)
-    return col, read_labels(folder).set_index("path")["label_name"], folder
+    return col, labels_by_path(folder / "labels.csv"), folder

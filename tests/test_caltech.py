@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from lab import Collection
-from lab.datasets import read_labels
+from lab.datasets import read_labels_csv
 from lab.evaluate import precision_at_k
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,7 @@ WORDS = {"airplane": "airplanes", "motorbike": "Motorbikes", "leopard": "Leopard
 @pytest.fixture(scope="module")
 def caltech_sample(caltech101, tmp_path_factory):
     """12 images of each of 20 classes (the 6 query classes among them), indexed once."""
-    labels = read_labels(caltech101)
+    labels = read_labels_csv(caltech101 / "labels.csv")
     rng = np.random.default_rng(0)
     others = [c for c in sorted(labels["label_name"].unique()) if c not in WORDS.values() and c != "BACKGROUND_Google"]
     classes = list(WORDS.values()) + list(rng.choice(others, 14, replace=False))

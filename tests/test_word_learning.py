@@ -56,9 +56,9 @@ def test_every_flower_is_found_by_the_second_page(flower_photos, tmp_path):
     col, _, folder = flower_photos
     shutil.copytree(col.root, tmp_path / "col")
     col = Collection.open(tmp_path / "col")
-    from lab.evaluation import read_labels
+    from lab.evaluation import collection_labels
 
-    result = evaluate(col, read_labels(col, folder / "labels.csv"), rounds=2, seeds=1, n_queries=100, progress=False)
+    result = evaluate(col, collection_labels(col, folder / "labels.csv"), rounds=2, seeds=1, n_queries=100, progress=False)
     assert result.words["first_relevant_page"].max() <= 2 and result.words["first_relevant_page"].notna().all()
     assert len(col.judgments()) == 0  # the evaluation never writes into the collection
     # per word, what the vocabulary looks for and what the network calls the word's photos: the look-alike shows
@@ -100,12 +100,12 @@ def test_lab_evaluate_reads_folder_labels_and_writes_tables_without_touching_fee
 
 
 def test_lab_evaluate_with_a_labels_csv_and_a_clear_error_for_unknown_words(labeled_collection, tmp_path):
-    from lab.evaluation import evaluate, read_labels
+    from lab.evaluation import collection_labels, evaluate
 
     col, root = labeled_collection
     table = pd.DataFrame({"path": [str(Path(p).relative_to(root)) for p in col.paths], "label_name": ["thing" if "coffee" not in p else "mug" for p in col.paths]})
     table.to_csv(root / "labels.csv", index=False)
-    labels = read_labels(col, root / "labels.csv")
+    labels = collection_labels(col, root / "labels.csv")
     assert set(labels.index) == set(col.paths) and (labels == "mug").sum() == 1
     with pytest.raises(ValueError, match="no label for teapot"):
         evaluate(col, labels, words=["teapot"], progress=False)
@@ -145,16 +145,18 @@ def _write_labels(root, rows, name="labels.csv"):
         (b"path,label_name\n\n,cat\n", "1 row with no path \\(labeled cat\\)"),
         (b"file,label\na.jpg,cat\n", "needs the columns path and label_name"),
         (b"path,label_name,label_name\na.jpg,cat,dog\n", "has the column label_name twice"),
+        (b"path,label_name, path\na.jpg,cat,b.jpg\n", "has the column path twice"),  # repeated once stripped
+        (b'path,label_name\n"a.jpg,cat\n', "cannot be read as CSV"),  # an unclosed quote is no extra field
         (b"path,label_name\n", "has no rows"),
     ],
 )
 def test_a_bad_labels_file_is_refused_by_name(labeled_collection, tmp_path, content, message):
-    from lab.evaluation import read_labels
+    from lab.evaluation import collection_labels
 
     col, root = labeled_collection
     (tmp_path / "labels.csv").write_bytes(content)
     with pytest.raises(ValueError, match=message) as refused:
-        read_labels(col, tmp_path / "labels.csv")
+        collection_labels(col, tmp_path / "labels.csv")
     assert str(tmp_path / "labels.csv") in str(refused.value)
 
 
@@ -188,21 +190,38 @@ def test_lab_evaluate_names_what_it_leaves_out_and_writes_json_without_nan(label
 
 
 def test_lab_evaluate_judges_no_more_pages_than_the_collection_fills(labeled_collection):
-    from lab.evaluation import evaluate, read_labels
+    from lab.evaluation import collection_labels, evaluate
 
     col, _ = labeled_collection  # 27 images: 2 pages of 20
-    result = evaluate(col, read_labels(col), words=["Cat"], rounds=10**6, seeds=1, progress=False)  # a word as a label would spell it
+    result = evaluate(col, collection_labels(col), words=["Cat"], rounds=10**6, seeds=1, progress=False)  # a word as a label would spell it
     assert list(result.words["word"]) == ["cat"]
     assert result.facts["rounds"] == 2 and sorted(result.rounds["round"].unique()) == [0, 1]
     assert "Note: 1000000 pages to judge per word, but the collection fills 2 pages of 20: 2 judged." in result.to_markdown()
 
 
+def test_labels_differing_only_in_case_are_one_label_everywhere(labeled_collection):
+    from lab.evaluation import collection_labels, evaluate
+
+    col, _ = labeled_collection
+    labels = collection_labels(col)
+    label = labels.value_counts().index[0]  # the label with the most images
+    assert (labels == label).sum() >= 2
+    recased = labels.copy()
+    recased[labels[labels == label].index[::2]] = label.upper()  # every other image of it spelt in capitals
+    runs = [evaluate(col, given, words=[label], rounds=1, k=10, seeds=1, progress=False) for given in (labels, recased)]
+    assert runs[1].query_by_example.equals(runs[0].query_by_example)  # query by example too: a "Cat" finds the "cat" images
+    assert runs[1].words.equals(runs[0].words) and list(runs[1].words.columns[:4]) == ["word", "kind", "n_relevant", "p@10"]
+    note = next(line for line in runs[1].to_markdown().splitlines() if "differ only in case" in line)
+    assert note.startswith("Note: labels that differ only in case are one label: ") and {label, label.upper()} <= set(note.rstrip(".").split(": ")[-1].split(" = "))
+    assert "P@10" in runs[1].to_markdown() and "P@20" not in runs[1].to_markdown()  # named after the page size it ran with
+
+
 def test_lab_evaluate_checks_its_arguments_before_the_work(labeled_collection, tmp_path):
-    from lab.evaluation import check_result_name, evaluate, read_labels
+    from lab.evaluation import check_result_name, collection_labels, evaluate
 
     col, root = labeled_collection
-    labels = read_labels(col)
-    for name, value in (("rounds", 0), ("rounds", -3), ("rounds", 1.5), ("rounds", True), ("k", 0), ("seeds", 0), ("n_queries", -1)):
+    labels = collection_labels(col)
+    for name, value in (("rounds", 0), ("rounds", -3), ("rounds", 1.5), ("rounds", True), ("k", 0), ("seeds", 0), ("n_queries", 0)):
         with pytest.raises(ValueError, match=f"{name} must be a whole number"):
             evaluate(col, labels, progress=False, **{name: value})
     with pytest.raises(ValueError, match="every labeled image has the label 'cat'"):
