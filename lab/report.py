@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ def run_report(
         if progress:
             print(f"{notebook.name}: {run.seconds[notebook.name]:.0f} s -> {page}", flush=True)
     _write_index(run, notebooks or notebook_paths(), collection, images, command)
+    shutil.rmtree(executed, ignore_errors=True)  # the pages hold what they showed; a failed run keeps its copy (named above)
     return run
 
 

@@ -37,8 +37,19 @@ def report(tmp_path_factory, photo_collection, photo_folder):
     base = tmp_path_factory.mktemp("report")
     collection = base / "collection"
     shutil.copytree(photo_collection.root, collection)
+    from lab import Collection
+
+    Collection.open(collection).judge("cat", 0, relevant=True, user="owner")  # a collection in use has feedback
     parameters = {"models": ["efficientnet-lite0", "efficientnet-lite1"], "n_queries": 27, "rounds": 2}
     return run_report(collection, photo_folder, base / "out", parameters=parameters, progress=False, command="pytest")
+
+
+@pytest.mark.slow
+def test_the_report_leaves_the_collections_feedback_as_it_was(report):
+    from lab import Collection
+
+    col = Collection.open(report.out.parent / "collection")  # its feedback once fed a copy the report could not read
+    assert col.check().ok and col.judgments()[["term", "user"]].values.tolist() == [["cat", "owner"]]
 
 
 @pytest.mark.slow
