@@ -60,6 +60,30 @@ def test_logistic_direction_takes_over_with_three_judgments_each_way(grouped):
     np.testing.assert_allclose(TermClassifier(C=1.0, keep_rocchio=True).fit(positives, negatives).coef_, summed / np.linalg.norm(summed), atol=1e-6)
 
 
+def test_a_background_sample_keeps_the_direction_on_the_word_when_only_look_alikes_were_rejected():
+    rng = np.random.default_rng(0)
+    axes = np.eye(16)
+
+    def cloud(centre, n):
+        return unit_rows(centre + 0.05 * rng.normal(size=(n, 16)))
+
+    word, look_alike, elsewhere = axes[0], axes[0] + 0.3 * axes[1], -axes[1] + 0.2 * axes[2]
+    relevant, rejected = cloud(word, 57), cloud(look_alike, 3)  # pages of a known word: mostly relevant, a few look-alikes
+    background = np.vstack([cloud(elsewhere, 40), cloud(word, 10), cloud(axes[3], 40), cloud(axes[4], 40)])  # the word in it too
+    unseen_word, unseen_elsewhere, unseen_look_alike = cloud(word, 20), cloud(elsewhere, 20), cloud(look_alike, 20)
+    trapped = TermClassifier(background_weight=0).fit(relevant, rejected)
+    # without the background the direction says "not the look-alike", which images far from both share most
+    assert trapped.decision_function(unseen_elsewhere).mean() > trapped.decision_function(unseen_word).mean()
+    model = TermClassifier().fit(relevant, rejected, background)
+    scores = {name: model.decision_function(rows) for name, rows in (("word", unseen_word), ("elsewhere", unseen_elsewhere), ("look-alike", unseen_look_alike))}
+    assert scores["word"].min() > max(scores["elsewhere"].max(), scores["look-alike"].max())
+    # as many judged not relevant as relevant: the judgments alone decide, the background adds nothing
+    balanced = cloud(look_alike, 57)
+    np.testing.assert_allclose(TermClassifier().fit(relevant, balanced, background).coef_, TermClassifier().fit(relevant, balanced).coef_, atol=1e-6)
+    with pytest.raises(ValueError, match="background_weight"):
+        TermClassifier(background_weight=1.5).fit(relevant, rejected, background)
+
+
 def test_the_same_image_judged_both_ways_keeps_a_unit_direction():
     rng = np.random.default_rng(0)
     same = np.repeat(rng.normal(size=(1, 8)), 3, axis=0)

@@ -49,7 +49,7 @@ class SearchConfig:
     pca_dimensions : int
         Principal axes kept above ``pca_threshold``: with 128, words are
         learned nearly as with 256 and the full embeddings (found in 4 pages
-        on Caltech-101 48.9 / 49.3 / 49.7, teach-once P@20 0.887 / 0.895 /
+        on Caltech-101 49.8 / 50.1 / 50.4, teach-once P@20 0.887 / 0.895 /
         0.897), 64 lose teach-once precision on Caltech-101
         (``results/evaluation_pca.md``); 128 float32 values are 512 MB per
         million images (``results/bench_search_scaling.md``).
@@ -88,6 +88,13 @@ class SearchConfig:
         (``TermClassifier(keep_rocchio=True)``; with ``logistic_C=1`` the
         model before issue 8, which ``results/evaluation_design_choices.md``
         compares with the default).
+    background_weight, background_sample : float, int
+        A word's logistic regression also contrasts its relevant images with
+        ``background_sample`` images of the collection (seeded), the half least
+        like them, as far as fewer images were judged not relevant than
+        relevant (:class:`lab.term_model.TermClassifier` ``background_weight``):
+        with three look-alikes rejected against 57 relevant images, the direction
+        otherwise says "not a cat" rather than "a dog". 0 turns it off.
     confident_discount : float
         For a word ImageNet does not cover, each image's prior is multiplied
         by ``(1 - its top class probability) ** confident_discount``: an
@@ -137,6 +144,8 @@ class SearchConfig:
     prior_doubt: Mapping[str, float] = field(default_factory=lambda: _PRIOR_DOUBT)
     logistic_C: float = 10.0
     keep_rocchio: bool = False
+    background_weight: float = 0.5
+    background_sample: int = 256
     confident_discount: float = 0.5
     example_limit: int = 32
     explore_pool_size: int = 4000

@@ -77,7 +77,7 @@ class SearchEngine:
         """The fitted :class:`ScoringSpace` of the embeddings (built on first use)."""
         if self._space is None:
             c = self.config
-            self._space = ScoringSpace(c.pca_threshold, c.pca_dimensions, c.pca_sample, c.block_size).fit(self.embeddings)
+            self._space = ScoringSpace(c.pca_threshold, c.pca_dimensions, c.pca_sample, c.block_size, c.background_sample).fit(self.embeddings)
         return self._space
 
     @property

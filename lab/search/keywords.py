@@ -274,7 +274,8 @@ class KeywordScorer:
         model = None
         if positives:
             negatives = np.stack(votes.loc[votes["net"] < 0, "embedding"].to_list()) if (votes["net"] < 0).any() else None
-            model = TermClassifier(C=self.config.logistic_C, keep_rocchio=self.config.keep_rocchio).fit(np.vstack(positives), negatives)
+            c = self.config
+            model = TermClassifier(C=c.logistic_C, keep_rocchio=c.keep_rocchio, background_weight=c.background_weight).fit(np.vstack(positives), negatives, self.space.background_)
         result = (model, votes, len(examples))
         self._models[term] = (key, result)
         return result

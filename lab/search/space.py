@@ -27,6 +27,8 @@ class ScoringSpace:
     ----------
     pca_threshold, pca_dimensions, sample_size, block_size : int
         See :class:`lab.search.SearchConfig` (``pca_*``, ``pca_sample``, ``block_size``).
+    background_size : int
+        Images in :attr:`background_` (``SearchConfig.background_sample``).
 
     Attributes
     ----------
@@ -35,6 +37,9 @@ class ScoringSpace:
         Principal axes, None when the embeddings are used as they are.
     mean_ : ndarray of shape (d,) or None
         Mean of the sampled unit embeddings (subtracted before projecting).
+    background_ : ndarray of shape (background_size, d), float32
+        A seeded sample of the unit embeddings: what the collection holds
+        besides a word (:meth:`lab.term_model.TermClassifier.fit`'s ``background``).
 
     Examples
     --------
@@ -44,15 +49,18 @@ class ScoringSpace:
     ((100, 4), (2, 4))
     """
 
-    def __init__(self, pca_threshold: int = 50_000, pca_dimensions: int = 128, sample_size: int = 20_000, block_size: int = 16_384):
+    def __init__(self, pca_threshold: int = 50_000, pca_dimensions: int = 128, sample_size: int = 20_000, block_size: int = 16_384, background_size: int = 256):
         self.pca_threshold = pca_threshold
         self.pca_dimensions = pca_dimensions
         self.sample_size = sample_size
         self.block_size = block_size
+        self.background_size = background_size
 
     def fit(self, embeddings: np.ndarray) -> "ScoringSpace":
         """Build the scoring vectors of ``embeddings`` (n_images, d)."""
         n = len(embeddings)
+        rows = np.sort(np.random.default_rng(1).choice(n, size=min(n, self.background_size), replace=False))
+        self.background_ = unit_rows(read_rows(embeddings, rows)).astype(np.float32, copy=False)
         if n <= self.pca_threshold:
             self.vectors_, self.axes_, self.mean_ = unit_rows(embeddings), None, None
             return self
