@@ -174,6 +174,24 @@ def _cmd_repair(args) -> int:
     return 0
 
 
+def _cmd_prune(args) -> int:
+    from .collection import Collection
+    from .image_decoding import display_path
+
+    col = Collection.open(args.collection)
+    missing = col.missing_files()
+    removed = 0 if args.dry_run or not missing else col.remove(missing)
+    if args.json:
+        _print_json({"missing": missing, "removed": removed})
+        return 0
+    for path in missing:
+        print(f"  gone: {display_path(path)}")
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(missing) if args.dry_run else removed} of {len(col) + removed} images: their files are no longer on disk"
+          + ("; their judgments are kept and apply again if the images are indexed again" if removed else ""))
+    return 0
+
+
 def _cmd_words_export(args) -> int:
     from .collection import Collection
     from .word_transfer import read_words
@@ -303,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="evaluation", help="file name stem in --out")
     command("check", _cmd_check, "verify a collection: checksums, NaN/inf, row counts, the feedback store (exit 1 when damaged)")
     command("repair", _cmd_repair, "set damaged chunks aside, re-extract their images, rebuild a damaged feedback store")
+    p = command("prune", _cmd_prune, "remove images whose files are gone (moved, renamed or deleted) from the collection")
+    p.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     words = sub.add_parser("words", help="copy learned words to another collection", description="copy learned words to another collection")
     words_sub = words.add_subparsers(dest="words_command", required=True, metavar="ACTION")
     p = command("export", _cmd_words_export, "write learned words (judgments and taught examples) to a portable zip", words_sub)

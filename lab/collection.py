@@ -27,6 +27,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import shlex
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class IndexReport:
     total: int = 0  # images in the collection afterwards
     reused: int = 0  # of ``added``: identical bytes already indexed under another path
     skipped: list[dict] = field(default_factory=list)  # [{"path": ..., "reason": ...}]
+    missing: list[str] = field(default_factory=list)  # images of the collection under the indexed folders whose files are gone
+    collection: str = ""  # the collection's folder, to name the command that removes ``missing``
 
     def skipped_by_reason(self) -> dict[str, int]:
         """How many entries were skipped for each reason, most frequent first."""
@@ -89,6 +92,7 @@ class IndexReport:
             "reused": self.reused,
             "skipped": self.skipped,
             "skipped_by_reason": self.skipped_by_reason(),
+            "missing": self.missing,
         }
 
     def __str__(self) -> str:
@@ -103,6 +107,13 @@ class IndexReport:
             lines += [f"    {display_path(path)}" for path in paths[:_LISTED_PER_REASON]]
             if count > _LISTED_PER_REASON:
                 lines.append(f"    ... and {count - _LISTED_PER_REASON} more (--json lists every one)")
+        if self.missing:
+            n = len(self.missing)
+            lines.append(f"  {n} image{'s' if n != 1 else ''} of the collection {'are' if n != 1 else 'is'} no longer on disk (moved, renamed or deleted) "
+                         f"and still searched: `lab prune -c {shlex.quote(self.collection)}` removes {'them' if n != 1 else 'it'}")
+            lines += [f"    {display_path(path)}" for path in self.missing[:_LISTED_PER_REASON]]
+            if n > _LISTED_PER_REASON:
+                lines.append(f"    ... and {n - _LISTED_PER_REASON} more (--json lists every one)")
         return "\n".join(lines)
 
 
@@ -858,7 +869,40 @@ class Collection:
             report.added += len(to_check) - len(report.failed) - (report.unchanged - unchanged_by_stat)
             self._compact(n_before)
             report.total = len(self)
+            report.missing = _missing_under(self.paths, scan.folders)
+            report.collection = str(self.root)
         return report
+
+    def missing_files(self) -> list[str]:
+        """Paths of the collection's images whose files are gone (moved, renamed or deleted since they were indexed).
+
+        They are still searched, and their results point at nothing;
+        :meth:`remove` takes them out.
+        """
+        return [path for path in self.paths if not os.path.lexists(path)]
+
+    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Take images out of the collection by path; returns how many were removed.
+
+        Their judgments and taught examples stay in the feedback store (it
+        keeps them by content), so they apply again if the same image is
+        indexed again. The rows are dropped by rewriting the collection as one
+        segment, committed atomically like :meth:`compact`.
+        """
+        wanted = {str(_resolved(path)) for path in paths}
+        with self._writer_lock():
+            rows = self._all_rows()
+            keep = np.zeros(len(rows), bool)
+            live = self._live()
+            keep[np.arange(len(rows)) if live is None else live] = True
+            dropped = keep & rows["path"].isin(wanted).to_numpy()
+            if not dropped.any():
+                return 0
+            keep &= ~dropped
+            chunks = self._chunks()
+            self._list_chunks([merge_chunks(self.root, chunks, keep).entry()] if keep.any() else [])
+            remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
+        return int(dropped.sum())
 
     def add_features(self, images: pd.DataFrame, embeddings: np.ndarray, class_probabilities: np.ndarray) -> None:
         """Append rows whose features were computed elsewhere (another machine, a distributed worker).
@@ -948,6 +992,12 @@ class Collection:
             keep[self._live()] = True
         merged = merge_chunks(self.root, chunks, keep)
         self._list_chunks([merged.entry()])
+
+
+def _missing_under(paths: list[str], folders: list[Path]) -> list[str]:
+    """The ``paths`` inside any of ``folders`` whose files are gone."""
+    prefixes = tuple(os.path.join(str(folder), "") for folder in folders)
+    return [path for path in paths if path.startswith(prefixes) and not os.path.lexists(path)] if prefixes else []
 
 
 def _unchanged_or_reused(settled, stored_sha256: dict, by_hash: dict, report: IndexReport) -> list[tuple[Path, int]]:

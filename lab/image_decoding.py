@@ -210,6 +210,7 @@ class ImageScan:
 
     files: list[Path] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # [{"path": ..., "reason": ...}], sorted by path
+    folders: list[Path] = field(default_factory=list)  # the folders given, resolved
 
 
 def scan_images(paths) -> ImageScan:
@@ -242,6 +243,7 @@ def scan_images(paths) -> ImageScan:
     skipped: dict[str, str] = {}
 
     real_folders: dict[str, str] = {}
+    given_folders: list[Path] = []
 
     def resolved(full: str) -> Path:
         """``Path(full).resolve()``, resolving each folder once: only a symlinked file needs its own walk up the folders."""
@@ -278,6 +280,7 @@ def scan_images(paths) -> ImageScan:
         if not os.path.isdir(entry):
             consider(entry, explicit=True)
             continue
+        given_folders.append(Path(os.path.realpath(entry)))
         for root, dirs, files in os.walk(entry, onerror=unreadable):
             for name in dirs:
                 if not name.startswith(".") and os.path.islink(os.path.join(root, name)):
@@ -286,7 +289,7 @@ def scan_images(paths) -> ImageScan:
             for name in files:
                 if not name.startswith("."):
                     consider(os.path.join(root, name), explicit=False)
-    return ImageScan(sorted(found), [{"path": p, "reason": skipped[p]} for p in sorted(skipped)])
+    return ImageScan(sorted(found), [{"path": p, "reason": skipped[p]} for p in sorted(skipped)], given_folders)
 
 
 def find_images(paths) -> list[Path]:
