@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -141,7 +142,7 @@ def _cmd_evaluate(args) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     col = Collection.open(args.collection)
     result = evaluate(col, collection_labels(col, args.labels), words=args.words or None, rounds=args.rounds, progress=not args.json)
-    result.facts["command"] = "lab " + " ".join(_argv_for_record(args))
+    result.facts["command"] = "lab " + shlex.join(_argv_for_record(args))  # quoted: it can be pasted back into a shell
     for notice in result.notices():
         print(f"lab evaluate: {notice}", file=sys.stderr)
     if args.out:
@@ -204,7 +205,7 @@ def _cmd_words_export(args) -> int:
         _print_json({"file": str(path), "words": words})
     else:
         print(f"wrote {len(words)} word{'s' if len(words) != 1 else ''} ({', '.join(words)}) to {path}")
-        print(f"import them into another collection built with {col.model_name}: lab words import -c OTHER {path}")
+        print(f"import them into another collection built with {col.model_name}: lab words import -c OTHER {shlex.quote(str(path))}")
     return 0
 
 

@@ -28,6 +28,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -306,7 +307,7 @@ class FeedbackStore:
     def _damaged(self, problem: str) -> FeedbackStoreError:
         return FeedbackStoreError(
             f"the feedback store is damaged: {problem}. Query by example still works; judgments and taught words cannot be "
-            f"used until it is repaired: run `lab repair -c {self.path.parent}` (it keeps the damaged file and rebuilds "
+            f"used until it is repaired: run `lab repair -c {shlex.quote(str(self.path.parent))}` (it keeps the damaged file and rebuilds "
             "the store from every row that can still be read)"
         )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,7 +217,8 @@ def damage_message(root: Path, problems: list[Problem]) -> str:
     lines += [f"  {'chunk ' if p.where not in ('manifest', 'feedback') else ''}{p.where}: {p.problem}" for p in damaged[:10]]
     if len(damaged) > 10:
         lines.append(f"  ... and {len(damaged) - 10} more")
-    lines.append(f"run `lab repair -c {root}` (or col.repair()) to set damaged chunks aside and re-extract their images; `lab check -c {root}` lists everything")
+    quoted = shlex.quote(str(root))
+    lines.append(f"run `lab repair -c {quoted}` (or col.repair()) to set damaged chunks aside and re-extract their images; `lab check -c {quoted}` lists everything")
     return "\n".join(lines)
 
 
@@ -246,7 +248,7 @@ class CheckReport:
         head = f"{self.root}: {self.n_chunks} chunks, {self.n_rows} rows: " + ("no damage found" if self.ok else "DAMAGED")
         lines = [head] + [f"  {'damaged' if r.damaged else 'note'}: {r.where}: {r.problem}" for r in self.problems.itertuples()]
         if not self.ok:
-            lines.append(f"run `lab repair -c {self.root}` to repair")
+            lines.append(f"run `lab repair -c {shlex.quote(str(self.root))}` to repair")
         return "\n".join(lines)
 
 

@@ -307,3 +307,14 @@ def test_a_collection_from_before_checksums_still_opens_and_checks(col):
     assert len(old.similar(0, k=3)) == 3
     report = old.check()
     assert report.ok and report.problems["problem"].str.contains("no checksum recorded").all() and len(report.problems) == 1
+
+
+def test_the_repair_command_named_in_a_message_can_be_pasted_into_a_shell(tmp_path):
+    import shlex
+
+    from lab.integrity import Problem, damage_message
+
+    root = tmp_path / "my photos.lab"
+    message = damage_message(root, [Problem("abc", "images.csv has 26 rows, the manifest lists 27")])
+    command = message.split("run `", 1)[1].split("`", 1)[0]
+    assert shlex.split(command) == ["lab", "repair", "-c", str(root)]
