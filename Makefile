@@ -1,8 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   index sample photos that ship in installed packages, then search them
 #   make test   the whole test suite
-#   make report the notebooks run on a collection and rendered to HTML in results/report/
-#               (default the demo collection; REPORT_COLLECTION=... REPORT_IMAGES=... for another)
+#   make report the notebooks run on a collection and rendered to HTML in demo-collection/report/
+#               (default the demo collection; REPORT_COLLECTION=... REPORT_IMAGES=... REPORT_OUT=... for another)
 # Both create or refresh .venv/ through `make setup`, which is quick when nothing changed.
 # `make setup` installs requirements.lock (exact versions); `make lock` regenerates it from
 # the ranges in requirements*.txt after one of them changed (`make lock UPGRADE=1`: newest
@@ -17,7 +17,7 @@ LOCK_VENV := .venv-lock
 DEMO_DIR ?= demo-collection
 REPORT_COLLECTION ?= $(DEMO_DIR)/collection
 REPORT_IMAGES ?= $(DEMO_DIR)/images
-REPORT_OUT ?= results/report
+REPORT_OUT ?= $(DEMO_DIR)/report
 
 .PHONY: setup lock demo test test-fast bench clean-demo browser-deps report
 
