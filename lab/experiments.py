@@ -25,7 +25,7 @@ __all__ = [
     "teach_once",
     "top_classes",
     "uncovered_words",
-    "vocabulary_classes",
+    "vocabulary_classes", "unlabeled_rows",
 ]
 
 # Caltech-101 folder names that are not plain nouns, mapped to the word a user would type.
@@ -92,6 +92,17 @@ def _relevant_mask(col, labels: pd.Series, classes: list[str]) -> np.ndarray:
     return by_path.isin(classes).to_numpy()
 
 
+def unlabeled_rows(col, labels: pd.Series) -> np.ndarray:
+    """Rows of ``col`` whose images ``labels`` says nothing about.
+
+    Nobody knows whether they show a word, so the experiments leave them out
+    of every ranking they score (a condensed list, Sakai 2007) instead of
+    counting them as misses: a labels file that covers part of a collection
+    measures the labeled part.
+    """
+    return np.flatnonzero(~pd.Index(col.paths).isin(labels.index))
+
+
 def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20) -> pd.DataFrame:
     """P@k and AP of each query word with no feedback, and where its evidence comes from.
 
@@ -119,9 +130,10 @@ def keyword_precision(col, labels: pd.Series, words: dict[str, list[str]], k: in
 
     vocabulary = load_vocabulary()
     rows = []
+    unlabeled = unlabeled_rows(col, labels)
     for word, classes in words.items():
         relevant = _relevant_mask(col, labels, classes)
-        result = col.search(word, k=len(col))
+        result = col.search(word, k=len(col), exclude=unlabeled)
         hits = relevant[result["id"].to_numpy()]
         resolution, top = resolve_word(word, vocabulary), top_classes(col.class_probabilities, relevant)
         rows.append(
@@ -243,11 +255,13 @@ def simulate_feedback(
 
     rng = np.random.default_rng(seed)
     rows = []
+    unlabeled = unlabeled_rows(col, labels)
     for word, classes in words.items():
         relevant = _relevant_mask(col, labels, classes)
         judged = np.zeros(len(relevant), bool)
         found = 0
         session = SearchSession(col, word, page_size=k, user=user)
+        session.skip(unlabeled)  # never shown: no label says whether they are relevant
         if teach_first:
             example = int(rng.choice(np.flatnonzero(relevant)))
             col.teach(word, example, user=user)
@@ -257,7 +271,7 @@ def simulate_feedback(
         for round_ in range(rounds + 1):
             page = session.next_page() if explore else col.search(word, k=k, exclude_judged=True)
             ids = page["id"].to_numpy()
-            first_page = col.search(word, k=k)["id"].to_numpy()
+            first_page = col.search(word, k=k, exclude=unlabeled)["id"].to_numpy()
             achievable = min(k, int((relevant & ~judged).sum())) / k
             precision = precision_at_k(relevant[ids], k)
             found += int(relevant[ids].sum())
@@ -287,11 +301,12 @@ def teach_once(col, labels: pd.Series, words: dict[str, list[str]], k: int = 20,
     """
     rng = np.random.default_rng(seed)
     rows = []
+    unlabeled = unlabeled_rows(col, labels)
     for word, classes in words.items():
         relevant = _relevant_mask(col, labels, classes)
         example = int(rng.choice(np.flatnonzero(relevant)))
         col.teach(word, example, user="simulated")
-        page = col.search(word, k=k + 1)
+        page = col.search(word, k=k + 1, exclude=unlabeled)
         ids = [i for i in page["id"].to_numpy() if i != example][:k]
         rows.append({"word": word, "seed": seed, "example": col.paths[example], f"p@{k}": precision_at_k(relevant[ids], k)})
     return pd.DataFrame(rows)
@@ -319,6 +334,7 @@ def query_by_example_table(
         return table
     rng = np.random.default_rng(seed)
     queries = rng.choice(labeled, size=min(n_queries, len(labeled)), replace=False)
+    is_labeled = pd.notna(label_of_row)
     rows = []
     n = len(col)
     for layer in LAYERS:
@@ -334,6 +350,7 @@ def query_by_example_table(
                 _, ranked = index.kneighbors(np.asarray(vectors[block], np.float32), k_search)
                 for query, order in zip(block, ranked):
                     order = order[(order != query) & (order >= 0)]
+                    order = order[is_labeled[order]]  # an unlabeled neighbour is neither a hit nor a miss
                     hits = label_of_row[order] == label_of_row[query]
                     for k in precisions:
                         precisions[k].append(precision_at_k(hits, k))

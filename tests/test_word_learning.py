@@ -216,6 +216,24 @@ def test_labels_differing_only_in_case_are_one_label_everywhere(labeled_collecti
     assert "P@10" in runs[1].to_markdown() and "P@20" not in runs[1].to_markdown()  # named after the page size it ran with
 
 
+def test_images_a_labels_file_leaves_out_are_never_scored(labeled_collection):
+    from lab.evaluation import collection_labels
+    from lab.experiments import simulate_feedback, unlabeled_rows
+
+    col, _ = labeled_collection  # 27 images
+    labels = collection_labels(col)
+    word = labels.value_counts().index[0]
+    other = labels[labels != word].index[0]
+    partial = labels[(labels == word) | (labels.index == other)]  # only the word's images and one other are labeled
+    assert len(unlabeled_rows(col, partial)) == 27 - len(partial) > 0
+    with col.scratch_feedback():
+        rounds = simulate_feedback(col, partial, {word: [word]}, rounds=1)
+        everything = simulate_feedback(col, labels, {word: [word]}, rounds=1)
+    # pages show only images whose label is known: an unlabeled image is neither relevant nor a miss
+    assert rounds["shown"].sum() <= len(partial) < everything["shown"].iloc[0]
+    assert rounds["found"].iloc[-1] == (labels == word).sum()
+
+
 def test_lab_evaluate_checks_its_arguments_before_the_work(labeled_collection, tmp_path):
     from lab.evaluation import check_result_name, collection_labels, evaluate
 
