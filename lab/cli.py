@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -41,6 +42,9 @@ def _cmd_index(args) -> int:
             from .distributed import cluster_client
 
             options["client"] = stack.enter_context(cluster_client(n_workers=args.workers, scheduler=args.scheduler))
+        for image in args.images:  # before creating anything: a typo must not leave an empty collection behind
+            if not os.path.lexists(os.path.expanduser(image)):
+                raise FileNotFoundError(f"no such file or folder: {image}")
         col = Collection.open(args.collection, create=True, model=args.model)
         report = col.add(args.images, **options)
     _print_report(report, args)
@@ -380,6 +384,15 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _close_progress_bars() -> None:
+    """End any progress bar left open by an interruption, so a message starts on its own line and no bar is drawn after it."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    sys.stderr.write("\r\033[K" if sys.stderr.isatty() else "")
+
+
 def _run(args) -> int:
     """Run the chosen command; errors a user can act on become one line on stderr and an exit status."""
     import sqlite3
@@ -400,6 +413,7 @@ def _run(args) -> int:
         print(f"lab {args.command}: error: the feedback store of {args.collection} is damaged or locked ({_one_line(err)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
+        _close_progress_bars()
         resume = "; finished chunks are kept, run the same command to resume" if args.command == "index" else ""
         print(f"lab {args.command}: {'terminated' if isinstance(stop, _Terminated) else 'interrupted'}{resume}", file=sys.stderr)
         return 143 if isinstance(stop, _Terminated) else 130

@@ -95,7 +95,13 @@ def read_labels_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path} has the column {' and '.join(repeated)} twice")
     missing = {"path", "label_name"} - set(table.columns)
     if missing:
-        raise ValueError(f"{path} needs the columns path and label_name (missing: {', '.join(sorted(missing))})")
+        header = ",".join(table.columns)
+        hint = ""
+        if len(table.columns) == 1 and (separator := next((s for s in (";", "\t", "|") if s in header), None)):
+            hint = f"; its header is separated by {separator!r}: save it with commas"
+        elif {"path", "label_name"} <= {column.lower() for column in table.columns}:
+            hint = "; the names are lower case: path,label_name"
+        raise ValueError(f"{path} needs the columns path and label_name (missing: {', '.join(sorted(missing))}){hint}")
     if table.empty:
         raise ValueError(f"{path} has no rows: one per image, path,label_name")
     table = table[["path", "label_name"]].apply(lambda column: column.str.strip())

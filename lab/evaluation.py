@@ -27,6 +27,7 @@ collection's own judgments are never touched:
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,6 +241,8 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     for name, value, least in (("rounds", rounds, 1), ("k", k, 1), ("seeds", seeds, 1), ("n_queries", n_queries, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise ValueError(f"{name} must be a whole number, {least} or more, got {value!r}")
+    if len(col) == 0:
+        raise ValueError(f"the collection {col.root} is empty: index images into it first (lab index FOLDER -c {shlex.quote(str(col.root))})")
     notes = []
     pages = max(1, -(-len(col) // k))
     if rounds > pages:  # a page past the last image would judge nothing

@@ -123,7 +123,12 @@ def export_features_cli(layer: str, description: str) -> None:
     parser.add_argument("--model", default=None, help="backbone (default efficientnet-lite0)")
     parser.add_argument("--runtime", default="litert", choices=["litert", "keras"], help="what runs the network (default litert)")
     args = parser.parse_args()
-    result = export_features(args.image_path, args.output_path, layer=layer, model=args.model, runtime=args.runtime)
+    from .models import WeightsUnavailableError
+
+    try:
+        result = export_features(args.image_path, args.output_path, layer=layer, model=args.model, runtime=args.runtime)
+    except (WeightsUnavailableError, FileNotFoundError, ValueError) as err:  # a user's mistake or a missing download: one line
+        sys.exit(f"{parser.prog}: error: {' '.join(str(err).split())}")
     for item in result["failed"]:
         print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
     print(f"wrote {result['written']} row{'s' if result['written'] != 1 else ''} to {result['array']}")

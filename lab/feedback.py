@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .wording import plural
 
 __all__ = ["FeedbackError", "FeedbackStore", "FeedbackStoreError", "SCHEMA", "SCHEMA_VERSION", "feedback_problems", "repair_store"]
 
@@ -180,7 +181,7 @@ def feedback_problems(path: str | Path, thorough: bool = False) -> list[str]:
         if counts[table] < recorded.get(table, 0):
             problems.append(
                 f"{path.name} {state} {counts[table]} {table} but {recorded[table]} were recorded in {_count_path(path).name}: "
-                f"{recorded[table] - counts[table]} {table} lost"
+                f"{plural(recorded[table] - counts[table], table.removesuffix('s'))} lost"
             )
     return problems
 

@@ -13,6 +13,7 @@ re-extracted.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def main() -> None:
     show("keyword search: 'dog'", col.search("dog", k=3))
     cat = str((images / "cat__chelsea.jpg").resolve())
     show(f"similar to {Path(cat).name} (cosine, transfer layer)", col.similar(cat, k=3))
-    print(f"\nnext: `lab search cat -c {col.root}`, `lab similar {cat} -c {col.root}`, or the notebooks in notebooks/")
+    root, cat = shlex.quote(str(col.root)), shlex.quote(cat)
+    print(f"\nnext (after `. .venv/bin/activate`): `lab search cat -c {root}`, `lab similar {cat} -c {root}`, or the notebooks in notebooks/")
 
 
 if __name__ == "__main__":

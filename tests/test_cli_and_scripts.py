@@ -74,3 +74,15 @@ def test_report_on_an_empty_collection_names_the_notebook_that_failed(tmp_path):
     assert result.returncode == 2
     assert "lab report: error: notebook 02_explore_embeddings.ipynb failed (ValueError: a map needs at least 3 images)" in result.stderr
     assert (tmp_path / "report" / "01_build_a_collection.html").exists()
+
+
+def test_indexing_a_missing_folder_leaves_no_empty_collection_and_an_empty_one_is_named(tmp_path, capsys):
+    from lab import Collection
+    from lab.cli import main
+    from lab.evaluation import evaluate
+
+    assert main(["index", str(tmp_path / "no such folder"), "-c", str(tmp_path / "c.lab")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "c.lab").exists()
+    empty = Collection.open(tmp_path / "empty.lab", create=True)
+    with pytest.raises(ValueError, match="is empty: index images into it first"):
+        evaluate(empty, pd.Series(dtype=str), progress=False)

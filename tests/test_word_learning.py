@@ -148,6 +148,8 @@ def _write_labels(root, rows, name="labels.csv"):
         (b"path,label_name, path\na.jpg,cat,b.jpg\n", "has the column path twice"),  # repeated once stripped
         (b'path,label_name\n"a.jpg,cat\n', "cannot be read as CSV"),  # an unclosed quote is no extra field
         (b"path,label_name\n", "has no rows"),
+        (b"path;label_name\na.jpg;cat\n", "separated by ';': save it with commas"),
+        (b"Path,Label_Name\na.jpg,cat\n", "the names are lower case"),
     ],
 )
 def test_a_bad_labels_file_is_refused_by_name(labeled_collection, tmp_path, content, message):

