@@ -250,10 +250,11 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
         rounds = pages
     labels, query_words, left_out, merged = _usable_labels(col, labels)
     if merged:
-        notes.append(f"labels that differ only in case are one label: {listing(merged)}")
+        notes.append(f"labels that name one word (in capitals or not, singular or plural) are one label: {listing(merged)}")
     also = _left_out_clause(left_out)
-    if words:  # as a label or as its word: "sports_car" or "sports car"
-        words = list(dict.fromkeys(word if word in query_words else (query_word(word) or word) for word in words))
+    if words:  # as a label or as its word: "sports_car", "sports car" or "sports cars"
+        by_key = {_word_key(word): word for word in query_words}
+        words = list(dict.fromkeys(word if word in query_words else by_key.get(_word_key(word), query_word(word) or word) for word in words))
         unknown = [w for w in words if w not in query_words]
         if unknown:
             raise ValueError(f"no label for {', '.join(unknown)}; the labels give: {', '.join(sorted(query_words))}{also}")
@@ -293,13 +294,21 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)
 
 
+def _word_key(name: str) -> str:
+    """What a label names as a search word: "Daisies" and "daisy" -> "daisy" (the vocabulary's base form)."""
+    from .vocabulary import load_vocabulary, normalize_term
+
+    return load_vocabulary().base_form(normalize_term(name.replace("_", " ")))
+
+
 def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[str]], dict[str, list], list[str]]:
     """The labels an evaluation can use, their query words, what was left out (reason -> names), and the spellings merged.
 
     Left out: labeled paths not in the collection, images with an empty
     label, and labels that are no word (no letters) with their images.
-    Labels that differ only in case are one, under their most common
-    spelling ("Cat = cat"), in every experiment. Raises ValueError when no
+    Labels that name one word are one label, under their most common
+    spelling ("Cat = cat", "daisies = daisy": the same word to search as
+    :meth:`lab.vocabulary.Vocabulary.base_form` says), in every experiment. Raises ValueError when no
     label names a word or fewer than two labels remain.
     """
     left_out = {}
@@ -312,7 +321,7 @@ def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[st
         labels = labels[labels != ""]
     if labels.empty:
         raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
-    folded = labels.str.casefold()
+    folded = labels.map(_word_key)
     spelling = {key: names.value_counts().sort_index(kind="stable").sort_values(ascending=False, kind="stable").index[0] for key, names in labels.groupby(folded)}
     merged = [" = ".join([spelling[key]] + sorted(set(names) - {spelling[key]})) for key, names in labels.groupby(folded) if names.nunique() > 1]
     labels = folded.map(spelling).rename(labels.name)

@@ -213,9 +213,20 @@ def test_labels_differing_only_in_case_are_one_label_everywhere(labeled_collecti
     runs = [evaluate(col, given, words=[label], rounds=1, k=10, seeds=1, progress=False) for given in (labels, recased)]
     assert runs[1].query_by_example.equals(runs[0].query_by_example)  # query by example too: a "Cat" finds the "cat" images
     assert runs[1].words.equals(runs[0].words) and list(runs[1].words.columns[:4]) == ["word", "kind", "n_relevant", "p@10"]
-    note = next(line for line in runs[1].to_markdown().splitlines() if "differ only in case" in line)
-    assert note.startswith("Note: labels that differ only in case are one label: ") and {label, label.upper()} <= set(note.rstrip(".").split(": ")[-1].split(" = "))
+    note = next(line for line in runs[1].to_markdown().splitlines() if "are one label" in line)
+    assert note.startswith("Note: labels that name one word (in capitals or not, singular or plural) are one label: ") and {label, label.upper()} <= set(note.rstrip(".").split(": ")[-1].split(" = "))
     assert "P@10" in runs[1].to_markdown() and "P@20" not in runs[1].to_markdown()  # named after the page size it ran with
+
+
+def test_labels_naming_one_word_are_one_label_and_a_word_may_be_asked_in_either_number(labeled_collection):
+    from lab.evaluation import _usable_labels, evaluate
+
+    col, _ = labeled_collection  # 27 images
+    labels = pd.Series(["daisy"] * 10 + ["Daisies"] * 5 + ["roses"] * 12, index=col.paths)
+    usable, words, _, merged = _usable_labels(col, labels)
+    assert sorted(set(usable)) == ["daisy", "roses"] and merged == ["daisy = Daisies"] and sorted(words) == ["daisy", "roses"]
+    result = evaluate(col, labels, words=["rose", "daisies"], rounds=1, seeds=1, progress=False)
+    assert result.words["word"].tolist() == ["roses", "daisy"] and result.words["n_relevant"].tolist() == [12, 15]
 
 
 def test_images_a_labels_file_leaves_out_are_never_scored(labeled_collection):
