@@ -121,7 +121,10 @@ class Evaluation:
         p = f"p@{self.k}"
         table = self.words.groupby("kind").agg(words=("word", "count"), **{f"keyword_p{self.k}": (p, "mean")}, never_found=("first_relevant_page", lambda f: int(f.isna().sum())),
                                                latest_first_page=("first_relevant_page", "max"), **{f"teach_once_p{self.k}": (f"teach_once_{p}", "mean")})
-        return table.join(found)
+        table = table.join(found)
+        # counts as whole numbers; no first page (no word of the kind found) as "-"
+        table["latest_first_page"] = table["latest_first_page"].astype("Int64").astype(object).where(table["latest_first_page"].notna(), "-")
+        return table
 
     def to_markdown(self) -> str:
         s, k, p = self.summary(), self.k, f"p@{self.k}"
