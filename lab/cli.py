@@ -35,6 +35,7 @@ def _print_report(report, args) -> None:
 
 def _cmd_index(args) -> int:
     from .collection import Collection
+    from .image_decoding import display_path
 
     options = dict(batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.json and not args.quiet, runtime=args.runtime)
     with contextlib.ExitStack() as stack:
@@ -44,7 +45,7 @@ def _cmd_index(args) -> int:
             options["client"] = stack.enter_context(cluster_client(n_workers=args.workers, scheduler=args.scheduler))
         for image in args.images:  # before creating anything: a typo must not leave an empty collection behind
             if not os.path.lexists(os.path.expanduser(image)):
-                raise FileNotFoundError(f"no such file or folder: {image}")
+                raise FileNotFoundError(f"no such file or folder: {display_path(os.path.abspath(os.path.expanduser(image)))}")
         col = Collection.open(args.collection, create=True, model=args.model)
         report = col.add(args.images, **options)
     _print_report(report, args)
@@ -184,16 +185,23 @@ def _cmd_prune(args) -> int:
     from .image_decoding import display_path
 
     col = Collection.open(args.collection)
-    missing = col.missing_files()
-    removed = 0 if args.dry_run or not missing else col.remove(missing)
+    n_before = len(col)
+    missing = col.prune(within=args.folders or None, folders_gone=args.all, dry_run=args.dry_run)
     if args.json:
-        _print_json({"missing": missing, "removed": removed})
+        _print_json({"missing": missing["path"].tolist(), "folder_gone": missing["folder_gone"].tolist(), "removed": int(missing["removed"].sum())})
         return 0
-    for path in missing:
-        print(f"  gone: {display_path(path)}")
-    verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {len(missing) if args.dry_run else removed} of {len(col) + removed} images: their files are no longer on disk"
-          + ("; their judgments are kept and apply again if the images are indexed again" if removed else ""))
+    if missing.empty:
+        print(f"nothing to prune: the file of every one of the {n_before} images is on disk")
+        return 0
+    for row in missing.itertuples():
+        print(f"  {'removed' if row.removed else 'gone'}: {display_path(row.path)}{' (its folder is gone too)' if row.folder_gone else ''}")
+    kept = missing[~missing["removed"]]
+    if args.dry_run:
+        print(f"would remove {int((args.all | ~missing['folder_gone']).sum())} of {n_before} images (--dry-run: nothing removed)")
+    else:
+        print(f"removed {int(missing['removed'].sum())} of {n_before} images; their judgments are kept and apply again if the images are indexed again")
+    if not args.all and kept["folder_gone"].any():
+        print(f"kept {len(kept)} whose folders are gone as well (a renamed folder, or a drive not mounted?): --all removes them too")
     return 0
 
 
@@ -327,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("check", _cmd_check, "verify a collection: checksums, NaN/inf, row counts, the feedback store (exit 1 when damaged)")
     command("repair", _cmd_repair, "set damaged chunks aside, re-extract their images, rebuild a damaged feedback store")
     p = command("prune", _cmd_prune, "remove images whose files are gone (moved, renamed or deleted) from the collection")
+    p.add_argument("folders", nargs="*", help="only images under these folders (default: the whole collection)")
     p.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    p.add_argument("--all", action="store_true", help="also images whose folders are gone (by default kept: an unplugged drive looks the same)")
     words = sub.add_parser("words", help="copy learned words to another collection", description="copy learned words to another collection")
     words_sub = words.add_subparsers(dest="words_command", required=True, metavar="ACTION")
     p = command("export", _cmd_words_export, "write learned words (judgments and taught examples) to a portable zip", words_sub)

@@ -110,7 +110,7 @@ class IndexReport:
         if self.missing:
             n = len(self.missing)
             lines.append(f"  {n} image{'s' if n != 1 else ''} of the collection {'are' if n != 1 else 'is'} no longer on disk (moved, renamed or deleted) "
-                         f"and still searched: `lab prune -c {shlex.quote(self.collection)}` removes {'them' if n != 1 else 'it'}")
+                         f"and still searched: `lab prune -c {shlex.quote(self.collection)} --dry-run` lists, without it removes {'them' if n != 1 else 'it'}")
             lines += [f"    {display_path(path)}" for path in self.missing[:_LISTED_PER_REASON]]
             if n > _LISTED_PER_REASON:
                 lines.append(f"    ... and {n - _LISTED_PER_REASON} more (--json lists every one)")
@@ -869,40 +869,60 @@ class Collection:
             report.added += len(to_check) - len(report.failed) - (report.unchanged - unchanged_by_stat)
             self._compact(n_before)
             report.total = len(self)
-            report.missing = _missing_under(self.paths, scan.folders)
+            report.missing = _missing(self.paths, scan.folders)["path"].tolist() if scan.folders else []
             report.collection = str(self.root)
         return report
 
-    def missing_files(self) -> list[str]:
-        """Paths of the collection's images whose files are gone (moved, renamed or deleted since they were indexed).
+    def missing_files(self, within: Iterable[str | os.PathLike] | None = None) -> pd.DataFrame:
+        """The collection's images whose files are gone (moved, renamed or deleted since they were indexed).
 
-        They are still searched, and their results point at nothing;
-        :meth:`remove` takes them out.
+        Only a file the system reports as not found counts (a permission or
+        I/O error does not). They are still searched, and their results point
+        at nothing; :meth:`prune` takes them out.
+
+        Parameters
+        ----------
+        within : path-likes, optional
+            Only images under these folders.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``path`` and ``folder_gone``: whether the image's folder is
+            gone too (a renamed folder, or a drive not mounted).
         """
-        return [path for path in self.paths if not os.path.lexists(path)]
+        self.refresh()
+        return _missing(self.paths, within)
 
-    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
-        """Take images out of the collection by path; returns how many were removed.
+    def prune(self, within: Iterable[str | os.PathLike] | None = None, folders_gone: bool = False, dry_run: bool = False) -> pd.DataFrame:
+        """Remove the images whose files are gone (:meth:`missing_files`), decided and done under the writer lock.
 
-        Their judgments and taught examples stay in the feedback store (it
-        keeps them by content), so they apply again if the same image is
-        indexed again. The rows are dropped by rewriting the collection as one
+        An image whose folder is gone as well is kept unless ``folders_gone``:
+        an unplugged drive or an unmounted share looks the same as deleted
+        files, and re-indexing them would cost a network pass each. Their
+        judgments and taught examples stay in the feedback store (it keeps
+        them by content), so they apply again if the same image is indexed
+        again. The rows are dropped by rewriting the collection as one
         segment, committed atomically like :meth:`compact`.
+
+        Returns
+        -------
+        DataFrame
+            The missing images (:meth:`missing_files`) with a column
+            ``removed``.
         """
-        wanted = {str(_resolved(path)) for path in paths}
         with self._writer_lock():
-            rows = self._all_rows()
-            keep = np.zeros(len(rows), bool)
-            live = self._live()
-            keep[np.arange(len(rows)) if live is None else live] = True
-            dropped = keep & rows["path"].isin(wanted).to_numpy()
-            if not dropped.any():
-                return 0
-            keep &= ~dropped
-            chunks = self._chunks()
-            self._list_chunks([merge_chunks(self.root, chunks, keep).entry()] if keep.any() else [])
-            remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
-        return int(dropped.sum())
+            missing = _missing(self._all_rows()["path"].drop_duplicates(keep="last").tolist(), within)
+            missing["removed"] = (folders_gone | ~missing["folder_gone"]) & (not dry_run)
+            if missing["removed"].any():
+                rows = self._all_rows()
+                keep = np.zeros(len(rows), bool)
+                live = self._live()
+                keep[np.arange(len(rows)) if live is None else live] = True
+                keep &= ~rows["path"].isin(set(missing.loc[missing["removed"], "path"])).to_numpy()
+                self._list_chunks([merge_chunks(self.root, self._chunks(), keep).entry()] if keep.any() else [])
+                remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
+        return missing
 
     def add_features(self, images: pd.DataFrame, embeddings: np.ndarray, class_probabilities: np.ndarray) -> None:
         """Append rows whose features were computed elsewhere (another machine, a distributed worker).
@@ -994,10 +1014,25 @@ class Collection:
         self._list_chunks([merged.entry()])
 
 
-def _missing_under(paths: list[str], folders: list[Path]) -> list[str]:
-    """The ``paths`` inside any of ``folders`` whose files are gone."""
-    prefixes = tuple(os.path.join(str(folder), "") for folder in folders)
-    return [path for path in paths if path.startswith(prefixes) and not os.path.lexists(path)] if prefixes else []
+def _is_gone(path: str) -> bool:
+    """Whether the system says ``path`` does not exist (a permission or I/O error is not "gone")."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _missing(paths: list[str], within=None) -> pd.DataFrame:
+    """Which of ``paths`` (under ``within`` folders, if given) are gone, and whether their folders are gone too."""
+    if within is not None:
+        prefixes = tuple(os.path.join(os.path.realpath(os.path.expanduser(os.fspath(folder))), "") for folder in within)
+        paths = [path for path in paths if path.startswith(prefixes)]
+    gone = [path for path in paths if _is_gone(path)]
+    folders = {folder: _is_gone(folder) for folder in {os.path.dirname(path) for path in gone}}
+    return pd.DataFrame({"path": pd.Series(gone, dtype=object), "folder_gone": pd.Series([folders[os.path.dirname(p)] for p in gone], dtype=bool)})
 
 
 def _unchanged_or_reused(settled, stored_sha256: dict, by_hash: dict, report: IndexReport) -> list[tuple[Path, int]]:

@@ -301,7 +301,7 @@ def _word_key(name: str) -> str:
     """What a label names as a search word: "Daisies" and "daisy" -> "daisy" (the vocabulary's base form)."""
     from .vocabulary import load_vocabulary, normalize_term
 
-    return load_vocabulary().base_form(normalize_term(name.replace("_", " ")))
+    return load_vocabulary().base_form(normalize_term(name))  # normalize_term reads "_" as a space
 
 
 def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[str]], dict[str, list], list[str]]:
@@ -324,7 +324,7 @@ def _usable_labels(col, labels: pd.Series) -> tuple[pd.Series, dict[str, list[st
         labels = labels[labels != ""]
     if labels.empty:
         raise ValueError("no image of the collection has a label: check the labels file's paths (relative to the CSV) or the folders")
-    folded = labels.map(_word_key)
+    folded = labels.map({name: _word_key(name) for name in labels.unique()})
     spelling = {key: names.value_counts().sort_index(kind="stable").sort_values(ascending=False, kind="stable").index[0] for key, names in labels.groupby(folded)}
     merged = [" = ".join([spelling[key]] + sorted(set(names) - {spelling[key]})) for key, names in labels.groupby(folded) if names.nunique() > 1]
     labels = folded.map(spelling).rename(labels.name)

@@ -269,7 +269,7 @@ def simulate_feedback(
             session.skip([example])
             judged[example] = True
         for round_ in range(rounds + 1):
-            page = session.next_page() if explore else col.search(word, k=k, exclude_judged=True)
+            page = session.next_page() if explore else col.search(word, k=k, exclude_judged=True, exclude=unlabeled)
             ids = page["id"].to_numpy()
             first_page = col.search(word, k=k, exclude=unlabeled)["id"].to_numpy()
             achievable = min(k, int((relevant & ~judged).sum())) / k
@@ -342,7 +342,8 @@ def query_by_example_table(
         configs = [(metric, "exact") for metric in metrics] + ([("cosine", "ivf")] if approximate else [])
         for metric, algorithm in configs:
             index = NeighborIndex(metric=metric, algorithm=algorithm).fit(vectors)
-            k_search = n if algorithm == "exact" else 100
+            # the approximate index's top 100, widened so that about 100 labeled images remain once the unlabeled are left out
+            k_search = n if algorithm == "exact" else min(n, int(np.ceil(100 * n / max(int(is_labeled.sum()), 1))))
             precisions = {5: [], 10: [], 20: []}
             aps = []
             for start in range(0, len(queries), 100):

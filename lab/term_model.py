@@ -106,9 +106,9 @@ class TermClassifier:
         ``lab`` did before ``C=10``; kept to measure against).
     background_weight : float
         Up to this share of the non-relevant side's weight goes to
-        ``background`` images (see :meth:`fit`): all of it with no judged
-        non-relevant image, none once as many were judged not relevant as
-        relevant. Judged pages of a word the vocabulary knows are mostly
+        ``background`` images (see :meth:`fit`) once the logistic direction
+        is used: ``background_weight * (1 - n_negative / n_positive)``, none
+        once as many were judged not relevant as relevant. Judged pages of a word the vocabulary knows are mostly
         relevant, and the few rejected images are look-alikes: on CIFAR-10,
         57 dogs against 3 cats gave a "not a cat" direction whose next page
         held 18 airplanes. 0 turns it off.

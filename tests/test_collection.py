@@ -71,29 +71,36 @@ def test_changed_and_copied_files(tmp_path, photo_folder):
     assert reopened.info()["n_chunks"] == 1  # superseded rows compacted away
 
 
-def test_moved_and_deleted_photos_are_reported_and_pruned_with_their_judgments_kept(tmp_path, photo_folder):
+def test_moved_and_deleted_photos_are_reported_and_pruned_with_their_judgments_kept(tmp_path, photo_folder, capsys):
     from lab.cli import main
 
     folder = tmp_path / "my photos"
     shutil.copytree(photo_folder, folder)
+    (folder / "extra").mkdir()
+    shutil.copy(folder / "flower__flower.jpg", folder / "extra" / "flower__again.jpg")
     col = Collection.open(tmp_path / "c", create=True)
     col.add(folder, progress=False)
     col.judge("cat", folder / "cat__chelsea.jpg", relevant=True, user="owner")
     (folder / "coffee__coffee.jpg").unlink()
     (folder / "cat__chelsea.jpg").rename(folder / "cat__renamed.jpg")
+    shutil.rmtree(folder / "extra")  # a whole folder gone: kept unless --all (an unplugged drive looks the same)
     report = col.add(folder, progress=False)
     gone = sorted(str(folder / name) for name in ("cat__chelsea.jpg", "coffee__coffee.jpg"))
-    assert report.missing == gone and len(col) == 28  # the renamed cat is added again (reusing its features): 26 + 2 stale
-    assert "2 images of the collection are no longer on disk" in str(report) and f"lab prune -c {tmp_path / 'c'}" in str(report)
-    assert main(["prune", "-c", str(tmp_path / "c"), "--dry-run"]) == 0 and len(Collection.open(tmp_path / "c")) == 28
+    assert report.missing == sorted(gone + [str(folder / "extra" / "flower__again.jpg")]) and len(col) == 29
+    assert "3 images of the collection are no longer on disk" in str(report) and f"lab prune -c {tmp_path / 'c'} --dry-run" in str(report)
+    assert main(["prune", "-c", str(tmp_path / "c"), "--dry-run"]) == 0 and len(Collection.open(tmp_path / "c")) == 29
+    assert "would remove 2 of 29 images" in capsys.readouterr().out
     assert main(["prune", "-c", str(tmp_path / "c")]) == 0
+    said = capsys.readouterr().out
+    assert "removed 2 of 29 images" in said and "kept 1 whose folders are gone as well" in said
     pruned = Collection.open(tmp_path / "c")
-    assert len(pruned) == 26 and not pruned.missing_files() and set(gone).isdisjoint(pruned.paths)
-    assert pruned.check().ok and len(pruned.similar(str(folder / "cat__renamed.jpg"), k=30)) == 25
+    assert len(pruned) == 27 and set(gone).isdisjoint(pruned.paths) and pruned.missing_files()["folder_gone"].tolist() == [True]
+    assert pruned.check().ok and len(pruned.similar(str(folder / "cat__renamed.jpg"), k=30)) == 26
     # the judgment is kept by content: the renamed cat is the judged image
     top = pruned.search("cat", k=1)
     assert top["path"].iloc[0] == str(folder / "cat__renamed.jpg") and len(pruned.judgments()) == 1
-    assert pruned.remove([folder / "not-in-the-collection.jpg"]) == 0
+    assert main(["prune", "-c", str(tmp_path / "c"), "--all"]) == 0 and len(Collection.open(tmp_path / "c")) == 26
+    assert main(["prune", "-c", str(tmp_path / "c")]) == 0 and "nothing to prune" in capsys.readouterr().out
 
 
 def test_refuses_a_different_model(photo_collection):

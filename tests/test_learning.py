@@ -82,6 +82,11 @@ def test_a_background_sample_keeps_the_direction_on_the_word_when_only_look_alik
     np.testing.assert_allclose(TermClassifier().fit(relevant, balanced, background).coef_, TermClassifier().fit(relevant, balanced).coef_, atol=1e-6)
     with pytest.raises(ValueError, match="background_weight"):
         TermClassifier(background_weight=1.5).fit(relevant, rejected, background)
+    from lab.search import SearchConfig
+
+    for bad in ({"background_weight": 2.0}, {"background_sample": 0}, {"background_sample": -1}):
+        with pytest.raises(ValueError, match="SearchConfig.background_"):
+            SearchConfig(**bad)
 
 
 def test_the_same_image_judged_both_ways_keeps_a_unit_direction():

@@ -371,3 +371,25 @@ def test_page_size_never_changes_the_ranking(engine):
                     assert long["id"].tolist()[20:] == later["id"].tolist()
             for row in rng.choice(200, 7, replace=False):  # judgments change the state
                 engine.judge(word, int(row), relevant=bool(row < 40 and rng.random() < 0.3))
+
+
+def test_a_word_judged_mostly_relevant_with_a_few_look_alikes_rejected_keeps_to_the_word(tmp_path):
+    """57 relevant, 3 look-alikes rejected: with the collection's background the next page is the word, without it 'not the look-alike'."""
+    rng = np.random.default_rng(0)
+    axes = np.eye(D)
+    centres = [axes[0], axes[0] + 0.3 * axes[1], -axes[1] + 0.2 * axes[2]] + [axes[i] for i in range(3, 9)]
+    kinds = np.repeat(np.arange(len(centres)), [100, 50, 100] + [40] * 6)  # 0 the word, 1 its look-alike, 2 elsewhere, then others
+    embeddings = (np.stack([centres[k] for k in kinds]) + 0.05 * rng.normal(size=(len(kinds), D))).astype(np.float16)
+    probabilities = np.full((len(kinds), 1000), 1e-3, np.float16)
+    sha256 = np.array([f"{i:064x}" for i in range(len(kinds))])
+
+    def next_page(config):
+        engine = SearchEngine(embeddings, probabilities, sha256, FeedbackStore(tmp_path / f"{config.background_weight}.sqlite", D), config=config)
+        for row in np.flatnonzero(kinds == 0)[:57]:
+            engine.judge("zorblax", int(row), relevant=True)
+        for row in np.flatnonzero(kinds == 1)[:3]:
+            engine.judge("zorblax", int(row), relevant=False)
+        return kinds[engine.search("zorblax", k=20, exclude_judged=True)["id"].to_numpy()]
+
+    assert (next_page(SearchConfig()) == 0).mean() >= 0.9
+    assert (next_page(SearchConfig(background_weight=0.0)) == 2).mean() >= 0.5  # the trap the background keeps it out of

@@ -155,3 +155,10 @@ class SearchConfig:
     group_size: int = 30
     spread_share: float = 0.5
     spread_pool: int = 2000
+
+    def __post_init__(self):
+        # the values a word model takes at its first judgment, checked when set rather than at that search
+        if not 0.0 <= self.background_weight <= 1.0:
+            raise ValueError(f"SearchConfig.background_weight must be within [0, 1], got {self.background_weight!r}")
+        if isinstance(self.background_sample, bool) or not isinstance(self.background_sample, int) or self.background_sample < 1:
+            raise ValueError(f"SearchConfig.background_sample must be a whole number, 1 or more, got {self.background_sample!r}")

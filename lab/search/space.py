@@ -37,7 +37,7 @@ class ScoringSpace:
         Principal axes, None when the embeddings are used as they are.
     mean_ : ndarray of shape (d,) or None
         Mean of the sampled unit embeddings (subtracted before projecting).
-    background_ : ndarray of shape (background_size, d), float32
+    background_ : ndarray of shape (min(n_images, background_size), d), float32
         A seeded sample of the unit embeddings: what the collection holds
         besides a word (:meth:`lab.term_model.TermClassifier.fit`'s ``background``).
 
