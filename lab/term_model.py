@@ -32,9 +32,9 @@ subsets of Caltech-101:
   knows, with a few look-alikes rejected), the regression also contrasts
   the relevant images with a sample of the collection (``background`` in
   :meth:`TermClassifier.fit`). Without it, 57 dogs against 3 cats gave a
-  direction that meant "not a cat", and the fourth page for "dog" held 18
-  airplanes; with it that page holds 20 dogs (``results/evaluation_cifar10.md``,
-  and the four collections above within what exploration seeds move,
+  direction that meant "not a cat", and the fourth page for "dog" held no
+  dog; with it that page holds 20 (``results/background_negatives.md``, the
+  four collections above within what exploration seeds move there and in
   ``results/evaluation_design_choices.md``).
 """
 
@@ -108,10 +108,11 @@ class TermClassifier:
         Up to this share of the non-relevant side's weight goes to
         ``background`` images (see :meth:`fit`) once the logistic direction
         is used: ``background_weight * (1 - n_negative / n_positive)``, none
-        once as many were judged not relevant as relevant. Judged pages of a word the vocabulary knows are mostly
-        relevant, and the few rejected images are look-alikes: on CIFAR-10,
-        57 dogs against 3 cats gave a "not a cat" direction whose next page
-        held 18 airplanes. 0 turns it off.
+        once as many were judged not relevant as relevant. Judged pages of a
+        word the vocabulary knows are mostly relevant, and the few rejected
+        images are look-alikes: on CIFAR-10, 57 dogs against 3 cats gave a
+        "not a cat" direction whose next page held no dog
+        (``results/background_negatives.md``). 0 turns it off.
 
     Attributes
     ----------
