@@ -650,7 +650,15 @@ class Collection:
         from .integrity import check
 
         self._reload(verify=False)
-        return check(self.root, self._manifest)
+        report = check(self.root, self._manifest)
+        if report.ok:  # not damage, but worth knowing: images searched whose files are gone
+            missing = _missing(self.paths)
+            if len(missing):
+                n = len(missing)
+                note = (f"{n} image{'s' if n != 1 else ''}' file{'s are' if n != 1 else ' is'} no longer on disk (moved, renamed or deleted), "
+                        f"e.g. {display_path(missing['path'].iloc[0])}: `lab prune -c {shlex.quote(str(self.root))} --dry-run` lists them")
+                report.problems = pd.concat([report.problems, pd.DataFrame([{"where": "images", "problem": note, "damaged": False}])], ignore_index=True)
+        return report
 
     def repair(self, progress: bool = True):
         """Set damaged chunks aside (in ``damaged/``), re-extract their images, rebuild a damaged feedback store.

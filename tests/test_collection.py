@@ -85,6 +85,8 @@ def test_moved_and_deleted_photos_are_reported_and_pruned_with_their_judgments_k
     (folder / "cat__chelsea.jpg").rename(folder / "cat__renamed.jpg")
     shutil.rmtree(folder / "extra")  # a whole folder gone: kept unless --all (an unplugged drive looks the same)
     report = col.add(folder, progress=False)
+    checked = col.check()  # not damage, but said
+    assert checked.ok and "3 images' files are no longer on disk" in str(checked) and "note: images:" in str(checked)
     gone = sorted(str(folder / name) for name in ("cat__chelsea.jpg", "coffee__coffee.jpg"))
     assert report.missing == sorted(gone + [str(folder / "extra" / "flower__again.jpg")]) and len(col) == 29
     assert "3 images of the collection are no longer on disk" in str(report) and f"lab prune -c {tmp_path / 'c'} --dry-run" in str(report)
