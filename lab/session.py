@@ -54,10 +54,20 @@ class SearchSession:
 
     @property
     def shown_(self) -> np.ndarray:
-        """Rows shown so far in this session."""
+        """Rows shown so far in this session, in the collection as it is now.
+
+        Row ids change when the collection is rewritten (images pruned, or
+        rows of changed files compacted away by another process); the images
+        shown are then found again by path.
+        """
         if not self.pages_:
             return np.zeros(0, np.int64)
-        return np.concatenate([page["id"].to_numpy(np.int64) for page in self.pages_])
+        rows = np.concatenate([page["id"].to_numpy(np.int64) for page in self.pages_])
+        paths = np.concatenate([page["path"].to_numpy(object) for page in self.pages_])
+        current = self.collection.images["path"].to_numpy(object)
+        if (rows < len(current)).all() and (current[rows] == paths).all():
+            return rows
+        return np.flatnonzero(np.isin(current, paths))
 
     def next_page(self) -> pd.DataFrame:
         """The best ``page_size`` images for the word that this session has not shown.
@@ -68,6 +78,7 @@ class SearchSession:
         with images to judge from groups unlike anything rejected; once the
         word is learned, the page goes on in the learned order.
         """
+        self.collection.refresh()  # so that the rows shown are read against the collection this search sees
         page = self.collection.search(self.word, k=self.page_size, explore=True, exclude=self.shown_)
         self.pages_.append(page)
         return page
@@ -75,7 +86,7 @@ class SearchSession:
     def skip(self, rows: Iterable[int]) -> None:
         """Never show ``rows`` in this session (images the user has already seen elsewhere)."""
         rows = np.asarray(list(rows), np.int64)
-        self.pages_.append(pd.DataFrame({"id": rows}))
+        self.pages_.append(pd.DataFrame({"id": rows, "path": self.collection.images["path"].to_numpy(object)[rows]}))
 
     def judge(self, rows: Iterable[int], relevant) -> None:
         """Record judgments of shown rows: ``relevant`` is one bool for all, or one per row."""

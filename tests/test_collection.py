@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,20 @@ def test_compact_merges_segments_into_one_memory_map(tmp_path, photo_folder):
     assert after.paths == before[0]
     np.testing.assert_array_equal(after.embeddings, before[1])
     assert len(list((tmp_path / "c" / "chunks").iterdir())) == 1
+
+
+def test_a_search_session_open_while_the_collection_is_pruned_shows_no_image_twice(tmp_path, photo_folder):
+    from lab.session import SearchSession
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder)
+    col = Collection.open(tmp_path / "c", create=True)
+    col.add(folder, progress=False)
+    session = SearchSession(col, "qqzz", page_size=8)  # a word nobody taught: pages of images to judge
+    first = session.next_page()["path"].tolist()
+    assert len(first) == 8
+    elsewhere = Collection.open(tmp_path / "c")  # another process, say the command line
+    Path(elsewhere.paths[0]).unlink()  # row 0 goes: every later row id shifts down by one
+    assert elsewhere.prune()["removed"].tolist() == [True]
+    later = [path for _ in range(3) for path in session.next_page()["path"]]
+    assert len(later) == 18 and not set(later) & set(first) and len(set(later)) == 18  # 26 images left, 8 shown before
