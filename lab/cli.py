@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shlex
 import signal
 import sys
@@ -35,7 +34,7 @@ def _print_report(report, args) -> None:
 
 def _cmd_index(args) -> int:
     from .collection import Collection
-    from .image_decoding import display_path
+    from .image_decoding import existing_source
 
     options = dict(batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.json and not args.quiet, runtime=args.runtime)
     with contextlib.ExitStack() as stack:
@@ -44,8 +43,7 @@ def _cmd_index(args) -> int:
 
             options["client"] = stack.enter_context(cluster_client(n_workers=args.workers, scheduler=args.scheduler))
         for image in args.images:  # before creating anything: a typo must not leave an empty collection behind
-            if not os.path.lexists(os.path.expanduser(image)):
-                raise FileNotFoundError(f"no such file or folder: {display_path(os.path.abspath(os.path.expanduser(image)))}")
+            existing_source(image)
         col = Collection.open(args.collection, create=True, model=args.model)
         report = col.add(args.images, **options)
     _print_report(report, args)

@@ -877,7 +877,7 @@ class Collection:
             report.added += len(to_check) - len(report.failed) - (report.unchanged - unchanged_by_stat)
             self._compact(n_before)
             report.total = len(self)
-            report.missing = _missing(self.paths, scan.folders)["path"].tolist() if scan.folders else []
+            report.missing = _missing(self.paths, scan.folders)["path"].tolist()  # only under the folders given
             report.collection = str(self.root)
         return report
 
@@ -923,12 +923,7 @@ class Collection:
             missing = _missing(self._all_rows()["path"].drop_duplicates(keep="last").tolist(), within)
             missing["removed"] = (folders_gone | ~missing["folder_gone"]) & (not dry_run)
             if missing["removed"].any():
-                rows = self._all_rows()
-                keep = np.zeros(len(rows), bool)
-                live = self._live()
-                keep[np.arange(len(rows)) if live is None else live] = True
-                keep &= ~rows["path"].isin(set(missing.loc[missing["removed"], "path"])).to_numpy()
-                self._list_chunks([merge_chunks(self.root, self._chunks(), keep).entry()] if keep.any() else [])
+                self._merge_all(self._chunks(), drop_paths=set(missing.loc[missing["removed"], "path"]))
                 remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
         return missing
 
@@ -1013,13 +1008,14 @@ class Collection:
             self._merge_all(chunks)
         remove_unlisted(self.root, {c["name"] for c in self._manifest["chunks"]})
 
-    def _merge_all(self, chunks: list[Chunk]) -> None:
+    def _merge_all(self, chunks: list[Chunk], drop_paths: set[str] = frozenset()) -> None:
+        """Rewrite every segment as one, without superseded rows and without the images at ``drop_paths``."""
         keep = None
-        if self._live() is not None:
+        if self._live() is not None or drop_paths:
             keep = np.zeros(sum(c.n_rows for c in chunks), bool)
-            keep[self._live()] = True
-        merged = merge_chunks(self.root, chunks, keep)
-        self._list_chunks([merged.entry()])
+            keep[slice(None) if self._live() is None else self._live()] = True
+            keep &= ~self._all_rows()["path"].isin(drop_paths).to_numpy()
+        self._list_chunks([merge_chunks(self.root, chunks, keep).entry()] if keep is None or keep.any() else [])
 
 
 def _is_gone(path: str) -> bool:

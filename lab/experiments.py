@@ -25,7 +25,8 @@ __all__ = [
     "teach_once",
     "top_classes",
     "uncovered_words",
-    "vocabulary_classes", "unlabeled_rows",
+    "unlabeled_rows",
+    "vocabulary_classes",
 ]
 
 # Caltech-101 folder names that are not plain nouns, mapped to the word a user would type.

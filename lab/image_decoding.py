@@ -67,6 +67,7 @@ __all__ = [
     "decode_image",
     "decode_image_with_size",
     "display_path",
+    "existing_source",
     "file_sha256",
     "find_images",
     "open_image_file",
@@ -213,6 +214,14 @@ class ImageScan:
     folders: list[Path] = field(default_factory=list)  # the folders given, resolved
 
 
+def existing_source(path: str | os.PathLike) -> str:
+    """``path`` made absolute (``~`` expanded); FileNotFoundError naming it when nothing is there, not even a symlink."""
+    entry = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if not os.path.lexists(entry):
+        raise FileNotFoundError(f"no such file or folder: {display_path(entry)}")
+    return entry
+
+
 def scan_images(paths) -> ImageScan:
     """Expand files and folders (recursively) into image files, reporting what is left out.
 
@@ -274,9 +283,7 @@ def scan_images(paths) -> ImageScan:
         skipped[os.path.abspath(err.filename)] = f"cannot read folder: {err.strerror or err}"
 
     for entry in paths:
-        entry = os.path.abspath(os.path.expanduser(os.fspath(entry)))
-        if not os.path.lexists(entry):
-            raise FileNotFoundError(f"no such file or folder: {display_path(entry)}")
+        entry = existing_source(entry)
         if not os.path.isdir(entry):
             consider(entry, explicit=True)
             continue

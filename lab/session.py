@@ -64,10 +64,10 @@ class SearchSession:
             return np.zeros(0, np.int64)
         rows = np.concatenate([page["id"].to_numpy(np.int64) for page in self.pages_])
         paths = np.concatenate([page["path"].to_numpy(object) for page in self.pages_])
-        current = self.collection.images["path"].to_numpy(object)
-        if (rows < len(current)).all() and (current[rows] == paths).all():
-            return rows
-        return np.flatnonzero(np.isin(current, paths))
+        current = self.collection.images["path"]
+        if (rows < len(current)).all() and (current.iloc[rows].to_numpy(object) == paths).all():
+            return rows  # the usual case, read without touching the rest of the collection
+        return np.flatnonzero(current.isin(paths).to_numpy())
 
     def next_page(self) -> pd.DataFrame:
         """The best ``page_size`` images for the word that this session has not shown.
@@ -86,7 +86,7 @@ class SearchSession:
     def skip(self, rows: Iterable[int]) -> None:
         """Never show ``rows`` in this session (images the user has already seen elsewhere)."""
         rows = np.asarray(list(rows), np.int64)
-        self.pages_.append(pd.DataFrame({"id": rows, "path": self.collection.images["path"].to_numpy(object)[rows]}))
+        self.pages_.append(pd.DataFrame({"id": rows, "path": self.collection.images["path"].iloc[rows].to_numpy(object)}))
 
     def judge(self, rows: Iterable[int], relevant) -> None:
         """Record judgments of shown rows: ``relevant`` is one bool for all, or one per row."""
