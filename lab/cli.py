@@ -74,10 +74,19 @@ def _print_results(frame, args) -> None:
         print(f"{rank:>3}  {row.score:8.4f}  {display_path(row.path)}  ({row.reason})")
 
 
+def _non_empty(col):
+    """``col``, or a ValueError saying how to fill it: searching an empty collection is a mistake, not a query with no match."""
+    if len(col) == 0:
+        from .wording import empty_collection
+
+        raise ValueError(empty_collection(col.root))
+    return col
+
+
 def _cmd_search(args) -> int:
     from .collection import Collection
 
-    frame = Collection.open(args.collection).search(args.word, k=args.k, offset=args.offset)
+    frame = _non_empty(Collection.open(args.collection)).search(args.word, k=args.k, offset=args.offset)
     _print_results(frame, args)
     return 0
 
@@ -89,7 +98,7 @@ def _row_or_path(value: str):
 def _cmd_similar(args) -> int:
     from .collection import Collection
 
-    frame = Collection.open(args.collection).similar(_row_or_path(args.image), k=args.k, metric=args.metric, layer=args.layer)
+    frame = _non_empty(Collection.open(args.collection)).similar(_row_or_path(args.image), k=args.k, metric=args.metric, layer=args.layer)
     _print_results(frame, args)
     return 0
 

@@ -27,7 +27,6 @@ collection's own judgments are never touched:
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from .experiments import (
 )
 from .json_output import dumps
 from .validation import has_letters
-from .wording import listing, plural
+from .wording import empty_collection, listing, plural
 
 __all__ = ["Evaluation", "check_result_name", "collection_labels", "evaluate"]
 
@@ -245,7 +244,7 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise ValueError(f"{name} must be a whole number, {least} or more, got {value!r}")
     if len(col) == 0:
-        raise ValueError(f"the collection {col.root} is empty: index images into it first (lab index FOLDER -c {shlex.quote(str(col.root))})")
+        raise ValueError(empty_collection(col.root))
     notes = []
     pages = max(1, -(-len(col) // k))
     if rounds > pages:  # a page past the last image would judge nothing

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Iterable
 
-__all__ = ["listing", "plural"]
+__all__ = ["empty_collection", "listing", "plural"]
 
 
 def plural(n: int, noun: str) -> str:
@@ -24,3 +25,12 @@ def listing(items: Iterable, limit: int = 5) -> str:
     """
     items = list(items)
     return ", ".join(map(str, items[:limit])) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def empty_collection(root) -> str:
+    """What to do about a collection with no image, for a search or an evaluation asked of it.
+
+    >>> empty_collection("my photos.lab")
+    "the collection my photos.lab is empty: index images into it first (lab index FOLDER -c 'my photos.lab')"
+    """
+    return f"the collection {root} is empty: index images into it first (lab index FOLDER -c {shlex.quote(str(root))})"

@@ -86,3 +86,7 @@ def test_indexing_a_missing_folder_leaves_no_empty_collection_and_an_empty_one_i
     empty = Collection.open(tmp_path / "empty.lab", create=True)
     with pytest.raises(ValueError, match="is empty: index images into it first"):
         evaluate(empty, pd.Series(dtype=str), progress=False)
+    # searching it is a mistake, not a query with no match: an error status, as for any other command
+    for command in (["search", "dog"], ["similar", "0"]):
+        assert main(command + ["-c", str(tmp_path / "empty.lab")]) == 2
+        assert f"lab {command[0]}: error: the collection {tmp_path / 'empty.lab'} is empty: index images into it first (lab index FOLDER -c" in capsys.readouterr().err
