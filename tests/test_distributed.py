@@ -6,7 +6,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +67,6 @@ def test_a_worker_killed_mid_run_leaves_every_image_exactly_once(tmp_path, photo
     images = varied_copies(photo_folder, tmp_path / "images", 48)
     root = tmp_path / "col"
     col = Collection.open(root, create=True)
-    before = set(client.scheduler_info()["workers"])
     outcome = {}
 
     def index():
