@@ -45,6 +45,7 @@ from .search.config import SearchConfig
 from .stacked import stack_rows
 from .validation import check_count, check_image, check_images, check_relevant, check_word
 from .vectors import N_CLASSES, read_rows
+from .wording import plural
 
 __all__ = ["Collection", "CollectionError", "IndexReport", "SCHEMA_VERSION"]
 
@@ -104,17 +105,21 @@ class IndexReport:
         for reason, count in self.skipped_by_reason().items():
             paths = [item["path"] for item in self.skipped if item["reason"] == reason]
             lines.append(f"  skipped {count}: {reason}")
-            lines += [f"    {display_path(path)}" for path in paths[:_LISTED_PER_REASON]]
-            if count > _LISTED_PER_REASON:
-                lines.append(f"    ... and {count - _LISTED_PER_REASON} more (--json lists every one)")
+            lines += _listed(paths)
         if self.missing:
             n = len(self.missing)
-            lines.append(f"  {n} image{'s' if n != 1 else ''} of the collection {'are' if n != 1 else 'is'} no longer on disk (moved, renamed or deleted) "
+            lines.append(f"  {plural(n, 'image')} of the collection {'are' if n != 1 else 'is'} no longer on disk (moved, renamed or deleted) "
                          f"and still searched: `lab prune -c {shlex.quote(self.collection)} --dry-run` lists, without it removes {'them' if n != 1 else 'it'}")
-            lines += [f"    {display_path(path)}" for path in self.missing[:_LISTED_PER_REASON]]
-            if n > _LISTED_PER_REASON:
-                lines.append(f"    ... and {n - _LISTED_PER_REASON} more (--json lists every one)")
+            lines += _listed(self.missing)
         return "\n".join(lines)
+
+
+def _listed(paths: list[str]) -> list[str]:
+    """Report lines naming the first ``_LISTED_PER_REASON`` of ``paths``, and how many more there are."""
+    lines = [f"    {display_path(path)}" for path in paths[:_LISTED_PER_REASON]]
+    if len(paths) > _LISTED_PER_REASON:
+        lines.append(f"    ... and {len(paths) - _LISTED_PER_REASON} more (--json lists every one)")
+    return lines
 
 
 def _resolved(image: str | os.PathLike) -> Path:
