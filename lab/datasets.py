@@ -196,11 +196,13 @@ def cut_lookalike_subsets(source, labels_csv: str | os.PathLike, out: str | os.P
     return written
 
 
-def evaluation_collections(workdir: str | os.PathLike) -> dict:
+def evaluation_collections(workdir: str | os.PathLike, cifar10: bool = False) -> dict:
     """The four labeled collections word learning is tuned across, indexed in ``workdir`` (resuming).
 
     flower_photos_600 and Caltech-101 from the shared datasets, and the two
-    look-alike subsets cut from Caltech-101 (:func:`cut_lookalike_subsets`).
+    look-alike subsets cut from Caltech-101 (:func:`cut_lookalike_subsets`);
+    with ``cifar10``, also CIFAR-10, a collection of another kind that is
+    checked, not tuned on.
 
     Returns
     -------
@@ -216,4 +218,7 @@ def evaluation_collections(workdir: str | os.PathLike) -> dict:
     caltech, caltech_labels = found["caltech101"]
     for name, labels_csv in cut_lookalike_subsets(caltech, caltech_labels, workdir).items():
         found[name] = (Collection.open(Path(workdir) / f"{name}.lab"), labels_csv)
+    if cifar10:
+        collection, folder = indexed_dataset("cifar10", workdir)
+        found["cifar10"] = (collection, folder / "labels.csv")
     return found

@@ -23,7 +23,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.datasets import evaluation_collections, indexed_dataset  # noqa: E402
+from lab.datasets import evaluation_collections  # noqa: E402
 from lab.evaluation import collection_labels, evaluate  # noqa: E402
 from lab.installed import versions_line  # noqa: E402
 from lab.search import SearchConfig  # noqa: E402
@@ -37,9 +37,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "background_negatives.md"))
     args = parser.parse_args()
     started = time.time()
-    collections = evaluation_collections(args.workdir)
-    col, folder = indexed_dataset("cifar10", args.workdir)
-    collections["cifar10"] = (col, folder / "labels.csv")
+    collections = evaluation_collections(args.workdir, cifar10=True)
     rows, cifar = [], {}
     for name, (col, labels_csv) in collections.items():
         labels = collection_labels(col, labels_csv)

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.datasets import evaluation_collections, indexed_dataset  # noqa: E402
+from lab.datasets import evaluation_collections  # noqa: E402
 from lab.evaluation import collection_labels, evaluate  # noqa: E402
 
 
@@ -33,10 +33,7 @@ def main() -> None:
     parser.add_argument("--no-cifar10", action="store_true", help="leave CIFAR-10 out")
     args = parser.parse_args()
     command = "python scripts/evaluate_collections.py " + " ".join(sys.argv[1:])
-    collections = evaluation_collections(args.workdir)
-    if not args.no_cifar10:
-        col, folder = indexed_dataset("cifar10", args.workdir)
-        collections["cifar10"] = (col, folder / "labels.csv")
+    collections = evaluation_collections(args.workdir, cifar10=not args.no_cifar10)
     for name, (col, labels) in collections.items():
         result = evaluate(col, collection_labels(col, labels), rounds=args.rounds)
         result.facts["command"] = command
