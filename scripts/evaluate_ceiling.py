@@ -110,10 +110,15 @@ def _found_in(pages: int) -> str:
     return f"found in {plural(pages, 'page')}"
 
 
+def _beside(rounds_csv: Path, suffix: str) -> Path:
+    """Another file ``lab evaluate`` wrote with ``rounds_csv``: ``evaluation_caltech101_rounds.csv`` -> ``evaluation_caltech101<suffix>``."""
+    return rounds_csv.with_name(rounds_csv.name.removesuffix("_rounds.csv") + suffix)
+
+
 def _user_rounds(path: Path, uncovered: list[str], col) -> pd.DataFrame:
     """Found per word (rows) and round (columns 0, 1, 2, ...) from ``lab evaluate``'s rounds CSV; SystemExit naming the file if it does not fit."""
     rounds = pd.read_csv(path)
-    facts_file = path.with_name(path.name.removesuffix("_rounds.csv") + ".json")
+    facts_file = _beside(path, ".json")
     if not facts_file.exists():
         sys.exit(f"{path}: no {facts_file.name} beside it to tell which collection it measured")
     facts = json.loads(facts_file.read_text())["facts"]
@@ -170,7 +175,7 @@ def _where_the_gap_is(oracle: pd.DataFrame, user_rounds: Path, uncovered: list[s
 
 def _first_page_budget(found: pd.DataFrame, user_rounds: Path) -> list[str]:
     """Markdown: what the first page gives up to exploration, against the vocabulary's best 20 with none (``lab evaluate``'s words CSV)."""
-    words_file = user_rounds.with_name(user_rounds.name.removesuffix("_rounds.csv") + "_words.csv")
+    words_file = _beside(user_rounds, "_words.csv")
     if not words_file.exists():
         return [f"(No {words_file.name} beside the rounds: run scripts/evaluate_collections.py for the first page's budget.)", ""]
     words = pd.read_csv(words_file).set_index("word").loc[found.index]
