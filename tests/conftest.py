@@ -109,3 +109,21 @@ def flower_photos(tmp_path_factory):
     col = Collection.open(target / "flowers.lab", create=True)
     col.add(folder / "images", progress=False)
     return col, labels_by_path(folder / "labels.csv"), folder
+
+
+@pytest.fixture(scope="session")
+def grouped(tmp_path_factory, photo_folder):
+    """A collection of 81 photos in 27 groups of three (each photo, a crop and a flip), and the group of each row."""
+    from lab import Collection
+
+    folder = tmp_path_factory.mktemp("grouped")
+    sources = sorted(photo_folder.glob("*.jpg"))
+    for path in sources:
+        shutil.copy(path, folder / f"source-{path.name}")
+    copies = varied_copies(photo_folder, folder / "copies", 2 * len(sources))
+    col = Collection.open(tmp_path_factory.mktemp("collections") / "grouped", create=True)
+    col.add(folder, progress=False)
+    group_of_path = {str((folder / f"source-{p.name}").resolve()): i for i, p in enumerate(sources)}
+    group_of_path.update({str(p.resolve()): i % len(sources) for i, p in enumerate(copies)})
+    groups = np.array([group_of_path[p] for p in col.paths])
+    return col, groups

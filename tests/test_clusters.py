@@ -8,8 +8,6 @@ import pytest
 
 from lab.clusters import ClassTaxonomy, ClusterNamer, learned_words
 
-from .test_learning import grouped  # noqa: F401  (81 real photos in 27 groups of three)
-
 
 @pytest.fixture(scope="module")
 def taxonomy():

@@ -1,6 +1,6 @@
 """How words are learned: the term classifier and exploration pages.
 
-The collection here is the 27 packaged photos plus two crops/flips of each,
+The collection here (the ``grouped`` fixture) is the 27 packaged photos plus two crops/flips of each,
 so every photo forms a small group of three real images (a "class").
 """
 
@@ -15,24 +15,6 @@ from lab import Collection
 from lab.exploration import Explorer
 from lab.term_model import TermClassifier, logistic_direction
 from lab.vectors import unit_rows
-
-from .conftest import varied_copies
-
-
-@pytest.fixture(scope="module")
-def grouped(tmp_path_factory, photo_folder):
-    """A collection of 81 photos in 27 groups of three, and the group of each row."""
-    folder = tmp_path_factory.mktemp("grouped")
-    sources = sorted(photo_folder.glob("*.jpg"))
-    for path in sources:
-        shutil.copy(path, folder / f"source-{path.name}")
-    copies = varied_copies(photo_folder, folder / "copies", 2 * len(sources))
-    col = Collection.open(tmp_path_factory.mktemp("collections") / "grouped", create=True)
-    col.add(folder, progress=False)
-    group_of_path = {str((folder / f"source-{p.name}").resolve()): i for i, p in enumerate(sources)}
-    group_of_path.update({str(p.resolve()): i % len(sources) for i, p in enumerate(copies)})
-    groups = np.array([group_of_path[p] for p in col.paths])
-    return col, groups
 
 
 def test_logistic_direction_takes_over_with_three_judgments_each_way(grouped):
