@@ -12,17 +12,23 @@ judges pages exactly as ``lab evaluate``'s simulated user does
 and where the simulated user of ``--user-rounds`` loses against the oracle:
 words with a relevant image on its first page against words with none; and
 what its first pages gave up to exploration, against the vocabulary's best
-20 with none (the words CSV beside the rounds).
+20 with none (the words CSV beside the rounds). Last, what a perfect explorer
+would give: the same simulated user while exploration shows one typical image
+of each class the vocabulary does not cover, in a seeded random order, for
+each of several prior shares (``--trusts``, ``--spreads``); with the learner
+as it is, and with perfect learning after the first relevant image.
 Writes ``results/word_learning_ceiling.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import zlib
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -39,6 +45,8 @@ from lab.experiments import (  # noqa: E402
     uncovered_words,
 )
 from lab.installed import versions_line  # noqa: E402
+from lab.search import SearchEngine  # noqa: E402
+from lab.vectors import unit_rows  # noqa: E402
 from lab.wording import plural  # noqa: E402
 
 TARGET_FOUND_IN_3_PAGES = 35
@@ -53,6 +61,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "word_learning_ceiling.md"))
     parser.add_argument("--user-rounds", default=str(ROOT / "results" / "evaluation_caltech101_rounds.csv"),
                         help="the simulated user's rounds on the same collection (written by scripts/evaluate_collections.py), to locate the gap")
+    parser.add_argument("--trusts", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0, 30.0],
+                        help="SearchConfig.prior_trust of related words to try with the perfect explorer (the share of a page the vocabulary's evidence keeps)")
+    parser.add_argument("--spreads", type=float, nargs="+", default=[0.0, 0.5], help="SearchConfig.spread_share values to try with it")
     args = parser.parse_args()
     col, folder = indexed_dataset("caltech101", args.workdir)
     labels = collection_labels(col, folder / "labels.csv")
@@ -81,6 +92,7 @@ def main() -> None:
         }
     ).T
     gap = _where_the_gap_is(table, Path(args.user_rounds), uncovered, col)
+    explorer = _perfect_explorer(col, labels, {w: words[w] for w in uncovered}, keywords, args)
     text = "\n".join(
         [
             "# A ceiling for learning the words ImageNet does not cover (Caltech-101)",
@@ -100,6 +112,7 @@ def main() -> None:
             per_seed.to_markdown(floatfmt=".1f"),
             "",
             *gap,
+            *explorer,
         ]
     )
     print(text)
@@ -200,6 +213,90 @@ def _first_page_budget(found: pd.DataFrame, user_rounds: Path) -> list[str]:
         f"first one by exploration, which does not use the word.",
         "",
     ]
+
+
+def _typical_rows(col, labels: pd.Series, classes: list[str], seed: int) -> np.ndarray:
+    """One row per class, the image nearest its class's mean unit embedding; classes in a seeded random order."""
+    by_path = labels.reindex(col.paths).to_numpy(object)
+    rows = []
+    for name in np.random.default_rng(seed).permutation(sorted(classes)):
+        members = np.flatnonzero(by_path == name)
+        vectors = unit_rows(np.asarray(col.embeddings[members], np.float32))
+        rows.append(members[np.argmax(vectors @ unit_rows(vectors.mean(axis=0, keepdims=True))[0])])
+    return np.asarray(rows, np.int64)
+
+
+def _exploring_first(rows: np.ndarray):
+    """A stand-in for :meth:`lab.search.SearchEngine.explore` that proposes ``rows`` (those not avoided) before the engine's own explorer."""
+    explore = SearchEngine.explore
+
+    def explore_rows_first(engine, k: int, avoid: np.ndarray) -> np.ndarray:
+        first = rows[~np.isin(rows, avoid)]
+        return np.concatenate([first, explore(engine, k, np.union1d(avoid, rows))])[:k]
+
+    return explore_rows_first
+
+
+def _perfect_explorer(col, labels: pd.Series, words: dict[str, list[str]], keywords: pd.DataFrame, args) -> list[str]:
+    """Markdown: the simulated user when exploration shows one typical image of each uncovered class first, for each prior share tried."""
+    classes = sorted({name for names in words.values() for name in names})
+    default = col.config
+    rows = []
+    try:
+        for trust in args.trusts:
+            for spread in args.spreads:
+                col.config = dataclasses.replace(default, prior_trust={**default.prior_trust, "related": trust}, spread_share=spread)
+                for seed in range(args.seeds):
+                    with col.scratch_feedback(), mock.patch.object(SearchEngine, "explore", _exploring_first(_typical_rows(col, labels, classes, seed))):
+                        found = simulate_feedback(col, labels, words, rounds=3, k=20).pivot(index="word", columns="round", values="found")
+                    rows.append({"prior trust (related)": trust, "spread share": spread, "seed": seed, "found in 3 pages": found[2].mean(),
+                                 "perfect learning: found in 3 pages": _perfect_learning(found, keywords["n_relevant"]).mean(),
+                                 "words with nothing on page 1": int((found[0] == 0).sum()), "never found in 4 pages": int((found[3] == 0).sum())})
+    finally:
+        col.config = default
+    runs = pd.DataFrame(rows)
+    designs = runs.groupby(["prior trust (related)", "spread share"]).agg(
+        **{"found in 3 pages": ("found in 3 pages", "mean"), "best seed": ("found in 3 pages", "max"),
+           "perfect learning: found in 3 pages": ("perfect learning: found in 3 pages", "mean"), "perfect learning, best seed": ("perfect learning: found in 3 pages", "max"),
+           "words with nothing on page 1": ("words with nothing on page 1", "mean"), "never found in 4 pages": ("never found in 4 pages", "mean")}
+    ).reset_index()
+    is_default = (designs["prior trust (related)"] == default.prior_trust["related"]) & (designs["spread share"] == default.spread_share)
+    best, best_perfect = designs["best seed"].max(), designs["perfect learning, best seed"].max()
+    summary = []
+    if is_default.any():
+        row = designs[is_default].iloc[0]
+        summary.append(f"With the defaults a perfect explorer finds {row['found in 3 pages']:.1f} in 3 pages "
+                       f"({row['perfect learning: found in 3 pages']:.1f} with perfect learning), and {round(row['never found in 4 pages'], 1):g} words are never found in 4 pages.")
+    summary.append(f"The best seed of any design finds {best:.1f}, and {best_perfect:.1f} with perfect learning.")
+    if best_perfect < TARGET_FOUND_IN_3_PAGES:
+        summary.append(f"So no prior share tried reaches the target of {TARGET_FOUND_IN_3_PAGES} in any seed, even with a perfect explorer and perfect learning: "
+                       "what is missing is relevant images on the first page, which only more knowledge of the word than the vocabulary's can give.")
+    else:
+        summary.append(f"With a perfect explorer and perfect learning some design reaches the target of {TARGET_FOUND_IN_3_PAGES}.")
+    return [
+        "## What a perfect explorer would give",
+        "",
+        f"The simulated user again (`lab.experiments.simulate_feedback`, the panel's `SearchSession`), with exploration replaced by an oracle: it shows "
+        f"one typical image (the nearest its class's mean) of each of the {len(classes)} classes of these words, in a seeded random order, before the "
+        f"collection's own explorer. It knows the labels, so it never shows a class twice nor one ImageNet covers, but like any explorer it does not "
+        f"know the word. A few prior shares were tried (`SearchConfig.prior_trust['related']`, `spread_share`; the defaults are "
+        f"{default.prior_trust['related']:g} and {default.spread_share:g}); {args.seeds} orders each. With perfect learning, every image after a "
+        f"word's first relevant one counts as relevant, within the class's size: a ceiling for any learner.",
+        "",
+        designs.to_markdown(index=False, floatfmt=".1f"),
+        "",
+        " ".join(summary),
+        "",
+    ]
+
+
+def _perfect_learning(found: pd.DataFrame, n_relevant: pd.Series) -> pd.Series:
+    """Found in 3 pages of 20 if every image after a word's first relevant one were relevant (within the class's size); 0 for a word not found by then."""
+    cumulative = found[[0, 1, 2]].to_numpy()
+    hit = cumulative > 0
+    first = hit.argmax(axis=1)  # the first page with a relevant image (masked below where there is none)
+    bound = np.minimum(n_relevant.reindex(found.index).to_numpy(), cumulative[np.arange(len(found)), first] + 20 * (2 - first))
+    return pd.Series(np.where(hit.any(axis=1), bound, 0), index=found.index)
 
 
 if __name__ == "__main__":
