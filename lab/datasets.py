@@ -13,11 +13,12 @@ import tarfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .wording import listing, plural
 
-__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "evaluation_collections", "indexed_dataset", "labels_by_path", "read_labels_csv", "shared_datasets_dir", "unpack_dataset"]
+__all__ = ["DatasetMissingError", "LOOKALIKE_SUBSETS", "cut_lookalike_subsets", "cut_per_label", "evaluation_collections", "indexed_dataset", "labels_by_path", "read_labels_csv", "shared_datasets_dir", "unpack_dataset"]
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -176,23 +177,37 @@ def cut_lookalike_subsets(source, labels_csv: str | os.PathLike, out: str | os.P
     Writes ``<out>/<name>.lab`` (replaced if there) and ``<out>/<name>_labels.csv``
     (``path,label_name``) for each subset; returns the labels files by name.
     """
-    import shutil
+    labels = labels_by_path(labels_csv).reindex(source.paths)
+    return {name: _copy_rows(source, labels, np.flatnonzero(labels.isin(classes).to_numpy()), Path(out), name) for name, classes in LOOKALIKE_SUBSETS.items()}
 
-    import numpy as np
+
+def cut_per_label(source, labels_csv: str | os.PathLike, out: str | os.PathLike, name: str, per_label: int = 80, seed: int = 0) -> Path:
+    """A collection of ``per_label`` images of each label of ``source`` (a seeded sample, features copied, nothing re-extracted).
+
+    Issue 8's 17 flower species come 80 photos each; cut to that size, a
+    shared collection stands in for one. Writes ``<out>/<name>.lab``
+    (replaced if there) and ``<out>/<name>_labels.csv``; returns the labels file.
+    """
+    labels = labels_by_path(labels_csv).reindex(source.paths)
+    rng = np.random.default_rng(seed)
+    rows_by_label = pd.Series(np.arange(len(labels))).groupby(labels.to_numpy()).groups  # images without a label are left out
+    keep = [rng.choice(np.asarray(rows_by_label[label]), size=min(per_label, len(rows_by_label[label])), replace=False) for label in sorted(rows_by_label)]
+    return _copy_rows(source, labels, np.sort(np.concatenate(keep)), Path(out), name)
+
+
+def _copy_rows(source, labels: pd.Series, keep: np.ndarray, out: Path, name: str) -> Path:
+    """Copy the ``keep`` rows of ``source`` into a new ``<out>/<name>.lab`` (replaced if there); their labels into ``<out>/<name>_labels.csv``."""
+    import shutil
 
     from .collection import Collection
 
-    labels = labels_by_path(labels_csv).reindex(source.paths)
-    written = {}
-    for name, classes in LOOKALIKE_SUBSETS.items():
-        root = Path(out) / f"{name}.lab"
-        shutil.rmtree(root, ignore_errors=True)
-        subset = Collection.open(root, create=True, model=source.model_name)
-        keep = np.flatnonzero(labels.isin(classes).to_numpy())
-        images = source.images.iloc[keep].drop(columns="id").reset_index(drop=True)
-        subset.add_features(images, np.asarray(source.embeddings[keep], np.float32), np.asarray(source.class_probabilities[keep], np.float32))
-        written[name] = root.parent / f"{name}_labels.csv"
-        pd.DataFrame({"path": images["path"], "label_name": labels.iloc[keep].to_numpy()}).to_csv(written[name], index=False)
+    root = out / f"{name}.lab"
+    shutil.rmtree(root, ignore_errors=True)
+    subset = Collection.open(root, create=True, model=source.model_name)
+    images = source.images.iloc[keep].drop(columns="id").reset_index(drop=True)
+    subset.add_features(images, np.asarray(source.embeddings[keep], np.float32), np.asarray(source.class_probabilities[keep], np.float32))
+    written = out / f"{name}_labels.csv"
+    pd.DataFrame({"path": images["path"], "label_name": labels.iloc[keep].to_numpy()}).to_csv(written, index=False)
     return written
 
 
