@@ -46,7 +46,7 @@ from .json_output import dumps
 from .validation import has_letters
 from .wording import empty_collection, listing, plural
 
-__all__ = ["Evaluation", "check_result_name", "collection_labels", "evaluate"]
+__all__ = ["Evaluation", "check_result_name", "collection_labels", "evaluate", "evaluate_settings"]
 
 
 def collection_labels(col, labels_csv: str | os.PathLike | None = None) -> pd.Series:
@@ -294,6 +294,56 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     facts = {"collection": str(col.root), "n_images": len(col), "n_labeled": int(len(labels)), "model": col.model_name, "rounds": rounds, "k": k,
              "n_queries": int(qbe.attrs.get("n_queries", 0)), "seconds": time.time() - started, "versions": versions_line(), "left_out": left_out, "notes": notes}
     return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)
+
+
+def evaluate_settings(collections: dict, settings: dict, seeds=(0,), n_queries: int = 20) -> tuple[pd.DataFrame, dict]:
+    """:func:`evaluate` on each collection under each search configuration and exploration seed, side by side.
+
+    Parameters
+    ----------
+    collections : dict
+        Name -> (collection, labels CSV or None), as
+        :func:`lab.datasets.evaluation_collections` returns them.
+    settings : dict
+        Name -> :class:`lab.search.SearchConfig`.
+    seeds : sequence of int
+        Exploration seeds (``SearchConfig.explore_seed``) to run each setting with.
+    n_queries : int
+        Query-by-example queries per evaluation (that table is not compared here).
+
+    Returns
+    -------
+    rows : DataFrame
+        One row per (collection, setting, seed): words, relevant images found
+        in 1, 2, ... pages (means over words), the same in 3 pages for the
+        words ImageNet does not cover, words never found, and the lowest
+        new-page precision of any word and round.
+    results : dict
+        (collection, setting, seed) -> its :class:`Evaluation`.
+
+    Each collection's own configuration is put back afterwards.
+    """
+    import dataclasses
+
+    rows, results = [], {}
+    for name, (col, labels_csv) in collections.items():
+        labels = collection_labels(col, labels_csv)
+        saved = col.config
+        try:
+            for setting, config in settings.items():
+                for seed in seeds:
+                    col.config = dataclasses.replace(config, explore_seed=seed)
+                    result = results[name, setting, seed] = evaluate(col, labels, n_queries=n_queries, seeds=1, progress=False)
+                    summary = result.summary()
+                    uncovered = result.words.loc[result.words["kind"] != "imagenet", "word"]
+                    found = result.rounds[result.rounds["word"].isin(uncovered)].pivot(index="word", columns="round", values="found")
+                    rows.append({"collection": name, "setting": setting, "seed": seed, "words": summary["n_words"],
+                                 **{f"found in {plural(int(key.split('_')[2]), 'page')}": value for key, value in summary.items() if key.startswith("found_in_")},
+                                 "uncovered words: found in 3 pages": found[2].mean() if 2 in found.columns else float("nan"),
+                                 "never found": summary["words_never_found"], "lowest new-page precision": result.rounds["precision"].min()})
+        finally:
+            col.config = saved
+    return pd.DataFrame(rows), results
 
 
 def _word_key(name: str) -> str:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab.datasets import evaluation_collections  # noqa: E402
-from lab.evaluation import collection_labels, evaluate  # noqa: E402
+from lab.evaluation import evaluate_settings  # noqa: E402
 from lab.installed import versions_line  # noqa: E402
 from lab.search import SearchConfig  # noqa: E402
 
@@ -37,24 +37,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "background_negatives.md"))
     args = parser.parse_args()
     started = time.time()
-    collections = evaluation_collections(args.workdir, cifar10=True)
-    rows, cifar = [], {}
-    for name, (col, labels_csv) in collections.items():
-        labels = collection_labels(col, labels_csv)
-        for setting, config in SETTINGS.items():
-            col.config = config
-            result = evaluate(col, labels, n_queries=20, seeds=1, progress=False)
-            summary = result.summary()
-            uncovered = result.words.loc[result.words["kind"] != "imagenet", "word"]
-            found = result.rounds[result.rounds["word"].isin(uncovered)].pivot(index="word", columns="round", values="found")
-            rows.append({"collection": name, "background negatives": setting, "words": summary["n_words"],
-                         "found in 3 pages": summary["found_in_3_pages"], "found in 4 pages": summary["found_in_4_pages"],
-                         "uncovered words: found in 3 pages": found[2].mean() if len(found) else float("nan"),
-                         "never found": summary["words_never_found"], "lowest new-page precision": result.rounds["precision"].min()})
-            if name == "cifar10":
-                cifar[setting] = result.words.set_index("word")["new_page_precision"]
-            print(rows[-1], flush=True)
-        col.config = SearchConfig()
+    runs, results = evaluate_settings(evaluation_collections(args.workdir, cifar10=True), SETTINGS)
+    columns = ["collection", "setting", "words", "found in 3 pages", "found in 4 pages", "uncovered words: found in 3 pages", "never found", "lowest new-page precision"]
+    table = runs[columns].rename(columns={"setting": "background negatives"})
+    cifar = {setting: results["cifar10", setting, 0].words.set_index("word")["new_page_precision"] for setting in SETTINGS}
     text = [
         "# Background negatives, on and off",
         "",
@@ -66,7 +52,7 @@ def main() -> None:
         "exploration seed 0) with `SearchConfig(background_weight=0)` and with the defaults. Found: relevant images per "
         "word after that many pages (mean over words; 'uncovered words': those ImageNet does not cover).",
         "",
-        pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"),
+        table.to_markdown(index=False, floatfmt=".2f"),
         "",
         "CIFAR-10, new-page precision by round, per word:",
         "",

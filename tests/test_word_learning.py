@@ -111,6 +111,45 @@ def test_lab_evaluate_with_a_labels_csv_and_a_clear_error_for_unknown_words(labe
         evaluate(col, labels, words=["teapot"], progress=False)
 
 
+def test_a_collection_cut_to_a_few_images_a_label_keeps_their_features_and_labels(labeled_collection, tmp_path):
+    import numpy as np
+
+    from lab.datasets import cut_per_label, labels_by_path
+
+    col, root = labeled_collection
+    labels_csv = tmp_path / "labels.csv"
+    pd.DataFrame({"path": col.paths, "label_name": [Path(p).parent.name for p in col.paths]}).to_csv(labels_csv, index=False)
+    written = cut_per_label(col, labels_csv, tmp_path, "cut", per_label=1)
+    cut = Collection.open(tmp_path / "cut.lab")
+    labels = labels_by_path(written)
+    assert len(cut) == labels.nunique() == len(set(Path(p).parent.name for p in col.paths))  # one image of every label
+    assert (labels.reindex(cut.paths).to_numpy() == [Path(p).parent.name for p in cut.paths]).all()
+    rows = [col.paths.index(p) for p in cut.paths]
+    np.testing.assert_array_equal(np.asarray(cut.embeddings), np.asarray(col.embeddings[rows]))  # features copied, not re-extracted
+    assert cut_per_label(col, labels_csv, tmp_path, "again", per_label=1) and Collection.open(tmp_path / "again.lab").paths == cut.paths  # seeded
+
+
+def test_search_settings_are_compared_side_by_side_and_the_collection_keeps_its_own(labeled_collection):
+    from lab.evaluation import evaluate_settings
+    from lab.search import SearchConfig
+
+    col, root = labeled_collection
+    own = SearchConfig(min_score=0.02)
+    col.config = own
+    try:
+        runs, results = evaluate_settings({"photos": (col, None)}, {"default": SearchConfig(), "no spreading": SearchConfig(spread_share=0.0)}, seeds=(0, 1))
+        assert col.config is own
+    finally:
+        col.config = SearchConfig()
+    assert list(zip(runs["setting"], runs["seed"])) == [("default", 0), ("default", 1), ("no spreading", 0), ("no spreading", 1)]
+    assert set(results) == {("photos", setting, seed) for setting in ("default", "no spreading") for seed in (0, 1)}
+    first = results["photos", "default", 0].summary()
+    pages = [column for column in runs.columns if column.startswith("found in ")]  # as many pages as 27 photos fill
+    assert pages and [runs.loc[0, column] for column in pages] == [value for key, value in first.items() if key.startswith("found_in_")]
+    assert runs.loc[0, "words"] == first["n_words"] > 1
+    assert len(col.judgments()) == 0  # every run on a throw-away store
+
+
 def test_the_report_explains_each_word_never_found():
     from lab.evaluation import Evaluation
 
