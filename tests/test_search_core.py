@@ -170,6 +170,24 @@ def test_calibration_scores_how_far_an_image_stands_out():
     np.testing.assert_allclose(calibrate(3 * decision + 1, config), scores, rtol=1e-3)
 
 
+def test_query_expansion_stops_once_a_word_has_enough_examples():
+    from lab.search.keywords import learned_decision
+    from lab.search.space import ScoringSpace
+    from lab.term_model import TermClassifier
+
+    rng = np.random.default_rng(0)
+    vectors = unit_rows(rng.normal(size=(200, D)))
+    space = ScoringSpace().fit(vectors)
+    config = SearchConfig(expansion_until=3)
+    plain = replace(config, n_expansion=0)
+    few = TermClassifier().fit(vectors[:2])
+    enough = TermClassifier().fit(vectors[:3])
+    # with fewer examples than expansion_until the nearest images are averaged into the direction
+    assert not np.allclose(learned_decision(space, few, config), learned_decision(space, few, plain))
+    # from then on the examples alone make the direction
+    np.testing.assert_array_equal(learned_decision(space, enough, config), learned_decision(space, enough, plain))
+
+
 # --------------------------------------------------------------- feedback
 def test_feedback_store_counts_each_users_latest_vote(tmp_path):
     store = FeedbackStore(tmp_path / "feedback.sqlite", D)

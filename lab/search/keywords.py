@@ -86,16 +86,17 @@ def calibrate(decision: np.ndarray, config: SearchConfig) -> np.ndarray:
 def learned_decision(space: ScoringSpace, model: TermClassifier, config: SearchConfig, exclude: np.ndarray | None = None) -> np.ndarray:
     """The learned model's raw decision values (cosines with its expanded direction) over the collection.
 
-    Query expansion: the ``config.n_expansion`` images closest to the learned
-    direction (not in ``exclude``, the rows judged not relevant) are averaged
-    into it (weight ``config.expansion_weight``); see
+    Query expansion: while the model has fewer than ``config.expansion_until``
+    relevant examples, the ``config.n_expansion`` images closest to the
+    learned direction (not in ``exclude``, the rows judged not relevant) are
+    averaged into it (weight ``config.expansion_weight``); see
     ``results/evaluation_caltech101.md`` for what learning reaches with it.
     """
     vectors = space.vectors_
     direction = space.project(model.coef_)
     decision = vectors @ direction
     n_expansion = config.n_expansion
-    if n_expansion and len(decision) > n_expansion:
+    if n_expansion and model.n_positive_ < config.expansion_until and len(decision) > n_expansion:
         ranked = decision.copy()
         if exclude is not None:
             ranked[exclude] = -np.inf
