@@ -1,4 +1,4 @@
-"""Issue 8's design choices side by side: the simulated user with and without broad exploration groups, the logistic-only learner, the confident discount and background negatives.
+"""Issue 8's design choices side by side: the simulated user with and without broad exploration groups, the logistic-only learner, the confident discount, background negatives and expansion only while a word has few examples.
 
     python scripts/evaluate_design_choices.py --workdir DIR
 
@@ -7,7 +7,7 @@ cover, flower_photos_600, and the two look-alike subsets cut from Caltech-101
 by :func:`lab.datasets.cut_lookalike_subsets`), the panel's simulated user
 (:func:`lab.experiments.simulate_feedback`, the same
 :class:`lab.session.SearchSession` paging) judges four pages of 20 per word
-under five configurations of :class:`lab.search.SearchConfig`:
+under six configurations of :class:`lab.search.SearchConfig`:
 
 * ``before``: finer exploration groups only and the learner before issue 8's
   last change (Rocchio's direction plus a logistic regression's, ``C=1``);
@@ -16,10 +16,12 @@ under five configurations of :class:`lab.search.SearchConfig`:
 * ``+ confident discount``: and a word ImageNet does not cover discounts
   the prior of images the network is sure of
   (``SearchConfig.confident_discount``);
-* ``+ background negatives (now)``, the defaults: and the logistic
-  regression also contrasts the relevant images with a sample of the
-  collection while fewer images were judged not relevant than relevant
-  (``SearchConfig.background_weight``).
+* ``+ background negatives``: and the logistic regression also contrasts
+  the relevant images with a sample of the collection while fewer images
+  were judged not relevant than relevant (``SearchConfig.background_weight``);
+* ``+ expansion while few examples (now)``, the defaults: and query
+  expansion only while a word has fewer than 5 relevant examples
+  (``SearchConfig.expansion_until``; before, at every step).
 
 Each collection is also searched with its labels **renamed**, so the
 vocabulary cannot help: to made-up words it does not know ("unknown"), and
@@ -57,12 +59,14 @@ from lab.experiments import (  # noqa: E402
 from lab.installed import versions_line  # noqa: E402
 from lab.search import SearchConfig  # noqa: E402
 
+BEFORE_EXPANSION_UNTIL = 10**9  # query expansion at every step, as before SearchConfig.expansion_until
 CONFIGURATIONS = {
-    "before": SearchConfig(explore_n_broad=0, logistic_C=1.0, keep_rocchio=True, confident_discount=0.0, background_weight=0.0),
-    "broad groups": SearchConfig(logistic_C=1.0, keep_rocchio=True, confident_discount=0.0, background_weight=0.0),
-    "+ logistic alone": SearchConfig(confident_discount=0.0, background_weight=0.0),
-    "+ confident discount": SearchConfig(background_weight=0.0),
-    "+ background negatives (now)": SearchConfig(),
+    "before": SearchConfig(explore_n_broad=0, logistic_C=1.0, keep_rocchio=True, confident_discount=0.0, background_weight=0.0, expansion_until=BEFORE_EXPANSION_UNTIL),
+    "broad groups": SearchConfig(logistic_C=1.0, keep_rocchio=True, confident_discount=0.0, background_weight=0.0, expansion_until=BEFORE_EXPANSION_UNTIL),
+    "+ logistic alone": SearchConfig(confident_discount=0.0, background_weight=0.0, expansion_until=BEFORE_EXPANSION_UNTIL),
+    "+ confident discount": SearchConfig(background_weight=0.0, expansion_until=BEFORE_EXPANSION_UNTIL),
+    "+ background negatives": SearchConfig(expansion_until=BEFORE_EXPANSION_UNTIL),
+    "+ expansion while few examples (now)": SearchConfig(),
 }
 # real words the vocabulary maps to ImageNet classes unrelated to what the renamed folders hold
 MISLEADING = ["tulip", "iris", "pansy", "daffodil", "lotus", "gramophone", "metronome", "stapler", "bass", "anchor", "ketch", "scissors", "wheelchair", "okapi", "octopus"]
@@ -143,9 +147,10 @@ def main() -> None:
         f"direction plus a logistic regression's (`C=1`); `broad groups` visits {SearchConfig().explore_n_broad} broad groups "
         f"first; `+ logistic alone` also learns with the logistic direction alone (`C={SearchConfig().logistic_C:g}`); "
         "`+ confident discount` also discounts a related word's prior where the network is sure of "
-        f"another class (`confident_discount={SearchConfig().confident_discount:g}`); `+ background negatives (now)`, the default, "
+        f"another class (`confident_discount={SearchConfig().confident_discount:g}`); `+ background negatives` "
         "also contrasts a word's relevant images with a sample of the collection while fewer were judged not relevant than relevant "
-        f"(`background_weight={SearchConfig().background_weight:g}`). "
+        f"(`background_weight={SearchConfig().background_weight:g}`); `+ expansion while few examples (now)`, the default, also expands "
+        f"the query only while a word has fewer than {SearchConfig().expansion_until} relevant examples (before, at every step). "
         f"Caltech-101: its {n_uncovered} words ImageNet does not cover. Renamed words: the same classes under made-up words "
         "the vocabulary does not know, or under real words whose classes have nothing to do with them (at most "
         f"{len(MISLEADING)} classes a collection). Relevant images found per word after each page (mean over words), words "
