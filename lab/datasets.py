@@ -184,14 +184,36 @@ def cut_lookalike_subsets(source, labels_csv: str | os.PathLike, out: str | os.P
 def cut_per_label(source, labels_csv: str | os.PathLike, out: str | os.PathLike, name: str, per_label: int = 80, seed: int = 0) -> Path:
     """A collection of ``per_label`` images of each label of ``source`` (a seeded sample, features copied, nothing re-extracted).
 
-    Issue 8's 17 flower species come 80 photos each; cut to that size, a
-    shared collection stands in for one. Writes ``<out>/<name>.lab``
-    (replaced if there) and ``<out>/<name>_labels.csv``; returns the labels file.
+    Issue 8's 17 flower species come 80 photos each; cut to that many a
+    label, a shared collection has classes of that size.
+
+    Parameters
+    ----------
+    source : Collection
+    labels_csv : path
+        ``path,label_name`` (:func:`labels_by_path`); images it does not
+        label, or labels blank, are left out.
+    out : path
+        Folder for ``<name>.lab`` (replaced if there) and ``<name>_labels.csv``.
+    name : str
+    per_label : int
+        Images kept of each label (all of a label with fewer).
+    seed : int
+
+    Returns
+    -------
+    Path
+        The labels file written.
     """
+    if isinstance(per_label, bool) or not isinstance(per_label, int) or per_label < 1:
+        raise ValueError(f"per_label must be a whole number, 1 or more, got {per_label!r}")
     labels = labels_by_path(labels_csv).reindex(source.paths)
+    labeled = labels.notna().to_numpy() & (labels.fillna("").to_numpy() != "")
+    if not labeled.any():
+        raise ValueError(f"{labels_csv} labels none of the images of {source.root}")
+    rows_by_label = pd.Series(np.flatnonzero(labeled)).groupby(labels.to_numpy()[labeled]).groups
     rng = np.random.default_rng(seed)
-    rows_by_label = pd.Series(np.arange(len(labels))).groupby(labels.to_numpy()).groups  # images without a label are left out
-    keep = [rng.choice(np.asarray(rows_by_label[label]), size=min(per_label, len(rows_by_label[label])), replace=False) for label in sorted(rows_by_label)]
+    keep = [rng.choice(np.flatnonzero(labeled)[rows_by_label[label]], size=min(per_label, len(rows_by_label[label])), replace=False) for label in sorted(rows_by_label)]
     return _copy_rows(source, labels, np.sort(np.concatenate(keep)), Path(out), name)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -296,7 +297,7 @@ def evaluate(col, labels: pd.Series, words: list[str] | None = None, rounds: int
     return Evaluation(per_word.reset_index(), simulated, keywords, qbe, taught, taught_rounds, facts)
 
 
-def evaluate_settings(collections: dict, settings: dict, seeds=(0,), n_queries: int = 20) -> tuple[pd.DataFrame, dict]:
+def evaluate_settings(collections: dict, settings: dict, seeds: Sequence[int] = (0,), n_queries: int = 20) -> tuple[pd.DataFrame, dict]:
     """:func:`evaluate` on each collection under each search configuration and exploration seed, side by side.
 
     Parameters
@@ -321,6 +322,8 @@ def evaluate_settings(collections: dict, settings: dict, seeds=(0,), n_queries: 
     results : dict
         (collection, setting, seed) -> its :class:`Evaluation`.
 
+    Notes
+    -----
     Each collection's own configuration is put back afterwards.
     """
     import dataclasses

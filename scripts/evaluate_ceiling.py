@@ -226,12 +226,16 @@ def _typical_rows(col, labels: pd.Series, classes: list[str], seed: int) -> np.n
     return np.asarray(rows, np.int64)
 
 
-def _exploring_first(rows: np.ndarray):
-    """A stand-in for :meth:`lab.search.SearchEngine.explore` that proposes ``rows`` (those not avoided) before the engine's own explorer."""
+def _exploring_first(rows: np.ndarray, shown: list):
+    """A stand-in for :meth:`lab.search.SearchEngine.explore` that proposes ``rows`` (those not avoided) before the engine's own explorer.
+
+    Appends to ``shown`` the oracle rows each call proposed, so the caller can check that the stand-in was used.
+    """
     explore = SearchEngine.explore
 
     def explore_rows_first(engine, k: int, avoid: np.ndarray) -> np.ndarray:
         first = rows[~np.isin(rows, avoid)]
+        shown.extend(first[:k].tolist())
         return np.concatenate([first, explore(engine, k, np.union1d(avoid, rows))])[:k]
 
     return explore_rows_first
@@ -240,15 +244,19 @@ def _exploring_first(rows: np.ndarray):
 def _perfect_explorer(col, labels: pd.Series, words: dict[str, list[str]], keywords: pd.DataFrame, args) -> list[str]:
     """Markdown: the simulated user when exploration shows one typical image of each uncovered class first, for each prior share tried."""
     classes = sorted({name for names in words.values() for name in names})
+    orders = [_typical_rows(col, labels, classes, seed) for seed in range(args.seeds)]
     default = col.config
     rows = []
     try:
         for trust in args.trusts:
             for spread in args.spreads:
                 col.config = dataclasses.replace(default, prior_trust={**default.prior_trust, "related": trust}, spread_share=spread)
-                for seed in range(args.seeds):
-                    with col.scratch_feedback(), mock.patch.object(SearchEngine, "explore", _exploring_first(_typical_rows(col, labels, classes, seed))):
+                for seed, oracle in enumerate(orders):
+                    shown: list = []
+                    with col.scratch_feedback(), mock.patch.object(SearchEngine, "explore", _exploring_first(oracle, shown)):
                         found = simulate_feedback(col, labels, words, rounds=3, k=20).pivot(index="word", columns="round", values="found")
+                    if not shown:  # the pages never asked the engine to explore: the table would describe the shipped explorer
+                        sys.exit("the perfect explorer was never asked for images: SearchEngine.explore is no longer how pages explore")
                     rows.append({"prior trust (related)": trust, "spread share": spread, "seed": seed, "found in 3 pages": found[2].mean(),
                                  "perfect learning: found in 3 pages": _perfect_learning(found, keywords["n_relevant"]).mean(),
                                  "words with nothing on page 1": int((found[0] == 0).sum()), "never found in 4 pages": int((found[3] == 0).sum())})

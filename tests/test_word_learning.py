@@ -118,15 +118,18 @@ def test_a_collection_cut_to_a_few_images_a_label_keeps_their_features_and_label
 
     col, root = labeled_collection
     labels_csv = tmp_path / "labels.csv"
-    pd.DataFrame({"path": col.paths, "label_name": [Path(p).parent.name for p in col.paths]}).to_csv(labels_csv, index=False)
+    names = [Path(p).parent.name for p in col.paths]
+    pd.DataFrame({"path": col.paths, "label_name": [""] + names[1:]}).to_csv(labels_csv, index=False)  # the first image has no label
     written = cut_per_label(col, labels_csv, tmp_path, "cut", per_label=1)
     cut = Collection.open(tmp_path / "cut.lab")
     labels = labels_by_path(written)
-    assert len(cut) == labels.nunique() == len(set(Path(p).parent.name for p in col.paths))  # one image of every label
+    assert len(cut) == labels.nunique() == len(set(names[1:])) and col.paths[0] not in cut.paths  # one image of every label, none unlabeled
     assert (labels.reindex(cut.paths).to_numpy() == [Path(p).parent.name for p in cut.paths]).all()
     rows = [col.paths.index(p) for p in cut.paths]
     np.testing.assert_array_equal(np.asarray(cut.embeddings), np.asarray(col.embeddings[rows]))  # features copied, not re-extracted
     assert cut_per_label(col, labels_csv, tmp_path, "again", per_label=1) and Collection.open(tmp_path / "again.lab").paths == cut.paths  # seeded
+    with pytest.raises(ValueError, match="per_label must be a whole number"):
+        cut_per_label(col, labels_csv, tmp_path, "none", per_label=0)
 
 
 def test_search_settings_are_compared_side_by_side_and_the_collection_keeps_its_own(labeled_collection):

@@ -73,7 +73,8 @@ class SearchConfig:
     expansion_until : int
         Query expansion stands in for examples the user has not given yet:
         it is used while a word has fewer relevant examples (judged or
-        taught) than this, and then left to the examples. On
+        taught) than this, and then left to the examples (0: never; a
+        large number: at every step, as before issue 8's last change). On
         flower_photos_600 cut to 80 photos a species (the size of issue 8's
         17-species collection) 55.5 -> 57.8 relevant images are found in 4
         pages (mean of three exploration seeds; the fourth page's precision
@@ -171,5 +172,7 @@ class SearchConfig:
         # the values a word model takes at its first judgment, checked when set rather than at that search
         if not 0.0 <= self.background_weight <= 1.0:
             raise ValueError(f"SearchConfig.background_weight must be within [0, 1], got {self.background_weight!r}")
+        if isinstance(self.expansion_until, bool) or not isinstance(self.expansion_until, int) or self.expansion_until < 0:
+            raise ValueError(f"SearchConfig.expansion_until must be a whole number, 0 or more, got {self.expansion_until!r}")
         if isinstance(self.background_sample, bool) or not isinstance(self.background_sample, int) or self.background_sample < 1:
             raise ValueError(f"SearchConfig.background_sample must be a whole number, 1 or more, got {self.background_sample!r}")
