@@ -6,7 +6,7 @@ Runs :func:`lab.evaluation.evaluate_settings` (the simulated user of
 ``lab evaluate``, the panel's ``SearchSession``, every label's word, 4 judged
 pages of 20) on the collections of ``scripts/evaluate_collections.py``
 (CIFAR-10 included) and on flower_photos_600 and CIFAR-10 cut to 80 images a
-label, the size of issue 8's 17-species collection
+label, the class size of issue 8's 17-species collection
 (:func:`lab.datasets.cut_per_label`), with
 ``SearchConfig(expansion_until=10**9)`` (expansion at every step, the learner
 before) and with the defaults, for several exploration seeds.
@@ -77,7 +77,7 @@ def main() -> None:
         "",
         f"`lab.evaluation.evaluate_settings`: the simulated user of `lab evaluate` (every label's word, 4 judged pages of 20) with "
         f"`SearchConfig(expansion_until=10**9)` and with the defaults, exploration seeds 0 to {args.seeds - 1}. "
-        f"`*_{PER_LABEL}`: the collection cut to {PER_LABEL} images a label (seed 0), the size of issue 8's 17-species collection. "
+        f"`*_{PER_LABEL}`: the collection cut to {PER_LABEL} images a label (seed 0), the class size of issue 8's 17-species collection (80 photos a species). "
         "Found: relevant images per word (mean over words); 'uncovered words': those ImageNet does not cover.",
         "",
         table.to_markdown(floatfmt=".2f"),

@@ -49,7 +49,7 @@ class SearchConfig:
     pca_dimensions : int
         Principal axes kept above ``pca_threshold``: with 128, words are
         learned nearly as with 256 and the full embeddings (found in 4 pages
-        on Caltech-101 49.8 / 50.1 / 50.4, teach-once P@20 0.887 / 0.895 /
+        on Caltech-101 49.4 / 49.8 / 50.0, teach-once P@20 0.887 / 0.895 /
         0.897), 64 lose teach-once precision on Caltech-101
         (``results/evaluation_pca.md``); 128 float32 values are 512 MB per
         million images (``results/bench_search_scaling.md``).
@@ -74,12 +74,13 @@ class SearchConfig:
         Query expansion stands in for examples the user has not given yet:
         it is used while a word has fewer relevant examples (judged or
         taught) than this, and then left to the examples (0: never; a
-        large number: at every step, as before issue 8's last change). On
-        flower_photos_600 cut to 80 photos a species (the size of issue 8's
-        17-species collection) 55.5 -> 57.8 relevant images are found in 4
-        pages (mean of three exploration seeds; the fourth page's precision
-        0.73 -> 0.81); on CIFAR-10 cut the same way 50.6 -> 49.8 and on
-        Caltech-101 50.2 -> 49.9; on the other collections within 0.4
+        large number: at every step, as before issue 8's last change). Chosen
+        for classes of 80 look-alike photos, the class size of issue 8's
+        17-species collection: on flower_photos_600 cut to 80 photos a species
+        55.5 -> 57.8 relevant images are found in 4 pages (mean of three
+        exploration seeds; the fourth page's precision 0.73 -> 0.81), at a
+        cost on CIFAR-10 cut the same way (50.6 -> 49.8) and Caltech-101
+        (50.2 -> 49.9); the other collections within 0.4
         (``results/expansion_until.md``).
     prior_strength : mapping
         Per kind of word ("imagenet", "related", "unknown"): the learned score
