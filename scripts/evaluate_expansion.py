@@ -52,9 +52,12 @@ def main() -> None:
     runs, results = evaluate_settings(collections, SETTINGS, seeds=range(args.seeds))
     found = runs.pivot_table(index=["collection", "setting"], columns="seed", values="found in 4 pages")
     found.columns = [f"found in 4 pages, seed {seed}" for seed in found.columns]
+    uncovered = runs.pivot_table(index=["collection", "setting"], columns="seed", values="uncovered words: found in 3 pages", dropna=False)
+    uncovered.columns = [f"uncovered words: found in 3 pages, seed {seed}" for seed in uncovered.columns]
     table = pd.concat(
         [
             found,
+            uncovered,
             runs.groupby(["collection", "setting"]).agg(
                 **{"found in 4 pages (mean)": ("found in 4 pages", "mean"), "found in 3 pages (mean)": ("found in 3 pages", "mean"),
                    "uncovered words: found in 3 pages (mean)": ("uncovered words: found in 3 pages", "mean"),
