@@ -211,9 +211,9 @@ def cut_per_label(source, labels_csv: str | os.PathLike, out: str | os.PathLike,
     labeled = labels.notna().to_numpy() & (labels.fillna("").to_numpy() != "")
     if not labeled.any():
         raise ValueError(f"{labels_csv} labels none of the images of {source.root}")
-    rows_by_label = pd.Series(np.flatnonzero(labeled)).groupby(labels.to_numpy()[labeled]).groups
     rng = np.random.default_rng(seed)
-    keep = [rng.choice(np.flatnonzero(labeled)[rows_by_label[label]], size=min(per_label, len(rows_by_label[label])), replace=False) for label in sorted(rows_by_label)]
+    by_label = pd.Series(np.flatnonzero(labeled)).groupby(labels.to_numpy()[labeled])  # labels in sorted order
+    keep = [rng.choice(rows.to_numpy(), size=min(per_label, len(rows)), replace=False) for _, rows in by_label]
     return _copy_rows(source, labels, np.sort(np.concatenate(keep)), Path(out), name)
 
 

@@ -92,11 +92,16 @@ class Evaluation:
         """The page size the evaluation ran with (20 unless ``evaluate(k=...)`` said otherwise)."""
         return int(self.facts.get("k", 20))
 
+    def found_by_pages(self) -> pd.Series:
+        """Relevant images the simulated user found after each number of judged pages (mean over words), indexed 1, 2, ..."""
+        rounds = self.rounds
+        return pd.Series({r + 1: float(rounds.loc[rounds["round"] == r, "found"].mean()) for r in sorted(rounds["round"].unique())}, dtype=float)
+
     def summary(self) -> dict:
         """The headline numbers (means over words); ``p@<k>`` is precision in the first ``k`` results (:attr:`k`)."""
         words, rounds, p = self.words, self.rounds, f"p@{self.k}"
         per_round = rounds.groupby("round")[["precision", "achievable"]].mean()
-        found = {f"found_in_{r + 1}_pages": float(rounds.loc[rounds["round"] == r, "found"].mean()) for r in sorted(rounds["round"].unique())}
+        found = {f"found_in_{pages}_pages": value for pages, value in self.found_by_pages().items()}
         first = words["first_relevant_page"]
         return {
             "n_words": int(len(words)),
@@ -146,7 +151,7 @@ class Evaluation:
             f"- the simulated user (a page of {k} judged per round, as the panel pages): new-page precision by round "
             + ", ".join(f"{v:.2f}" for v in s["new_page_precision_by_round"])
             + " (achievable " + ", ".join(f"{v:.2f}" for v in s["achievable_by_round"]) + ")",
-            "- relevant images found: " + ", ".join(f"{v:.1f} in {plural(int(key.split('_')[2]), 'page')}" for key, v in s.items() if key.startswith("found_in_")),
+            "- relevant images found: " + ", ".join(f"{v:.1f} in {plural(pages, 'page')}" for pages, v in self.found_by_pages().items()),
             f"- words with no relevant image in {plural(self.rounds['round'].max() + 1, 'page')}: {s['words_never_found']}; "
             f"latest page of a first relevant image: {s['latest_first_relevant_page']}",
             f"- one taught example: P@{k} {s[f'teach_once_{p}']:.3f} (mean of {self.teach_once['seed'].nunique()} draws); "
@@ -341,7 +346,7 @@ def evaluate_settings(collections: dict, settings: dict, seeds: Sequence[int] = 
                     uncovered = result.words.loc[result.words["kind"] != "imagenet", "word"]
                     found = result.rounds[result.rounds["word"].isin(uncovered)].pivot(index="word", columns="round", values="found")
                     rows.append({"collection": name, "setting": setting, "seed": seed, "words": summary["n_words"],
-                                 **{f"found in {plural(int(key.split('_')[2]), 'page')}": value for key, value in summary.items() if key.startswith("found_in_")},
+                                 **{f"found in {plural(pages, 'page')}": value for pages, value in result.found_by_pages().items()},
                                  "uncovered words: found in 3 pages": found[2].mean() if 2 in found.columns else float("nan"),
                                  "never found": summary["words_never_found"], "lowest new-page precision": result.rounds["precision"].min()})
         finally:
